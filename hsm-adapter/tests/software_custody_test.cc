@@ -1,0 +1,333 @@
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include "custody_checks.h"
+#include "keyline/hsm/software_custody.h"
+#include "temp_dir.h"
+
+namespace keyline::hsm {
+namespace {
+
+using testing::TempDir;
+
+// Argon2id at libsodium's minimum cost keeps the tests fast (the cost is a file parameter).
+MasterKeyFileOptions CheapPassphrase(std::filesystem::path passphrase_file) {
+  MasterKeyFileOptions options;
+  options.passphrase.file = std::move(passphrase_file);
+  options.argon2_opslimit = 1;
+  options.argon2_memlimit = 8192;
+  return options;
+}
+
+void WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+  ::chmod(path.c_str(), 0600);
+}
+
+std::unique_ptr<KeyCustody> OpenWithNewMasterKey(const TempDir& dir, const std::string& name = "master.key") {
+  auto path = dir.path() / name;
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, {}));
+  SoftwareCustodyOptions options;
+  options.master_key_file = path;
+  return KL_VALUE(CreateSoftwareCustody(options));
+}
+
+std::string Kcv(KeyCustody& custody, KeyHandle key) {
+  return ToHex(KL_VALUE(custody.KeyCheckValue(key)));
+}
+
+BOOST_AUTO_TEST_SUITE(SoftwareCustodyTests)
+
+BOOST_AUTO_TEST_CASE(StoredKeyUnwrapsToTheSameKey) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  WrappedKey blob = KL_VALUE(custody->WrapForStorage(key, "keyset/1/slot/1"));
+  KeyHandle back = KL_VALUE(custody->UnwrapFromStorage(blob, "keyset/1/slot/1"));
+  BOOST_TEST(back.id != key.id);
+  BOOST_TEST(Kcv(*custody, back) == Kcv(*custody, key));
+}
+
+BOOST_AUTO_TEST_CASE(KeyCheckValueMatchesTheStandardDefinition) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  // AES-128(key 000102..0f, 0^128) = c6a13b37878f5b826f4f8162a1c8d879.
+  KeyHandle key = KL_VALUE(custody->ImportKeyFromHex(KeyKind::kAes128, testing::kKatAuthKey, "k"));
+  BOOST_TEST(Kcv(*custody, key) == "c6a13b");
+}
+
+BOOST_AUTO_TEST_CASE(StoredKeyNeedsTheSameContext) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  WrappedKey blob = KL_VALUE(custody->WrapForStorage(key, "keyset/1/slot/1"));
+  auto other = custody->UnwrapFromStorage(blob, "keyset/1/slot/2");
+  BOOST_TEST(other.status().code() == StatusCode::kDataLoss);
+}
+
+BOOST_AUTO_TEST_CASE(StoredKeyNeedsTheSameMasterKey) {
+  TempDir dir;
+  auto first = OpenWithNewMasterKey(dir, "a.key");
+  auto second = OpenWithNewMasterKey(dir, "b.key");
+  KeyHandle key = KL_VALUE(first->GenerateKey(KeyKind::kAes128));
+  WrappedKey blob = KL_VALUE(first->WrapForStorage(key, "c"));
+  auto result = second->UnwrapFromStorage(blob, "c");
+  BOOST_TEST(result.status().code() == StatusCode::kFailedPrecondition);
+  BOOST_TEST(result.status().message().find("KEK") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(EveryFlippedBitOfAStoredKeyIsDetected) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  WrappedKey blob = KL_VALUE(custody->WrapForStorage(key, "c"));
+  for (size_t bit = 0; bit < blob.bytes.size() * 8; ++bit) {
+    WrappedKey bad = blob;
+    bad.bytes[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    BOOST_TEST_REQUIRE(!custody->UnwrapFromStorage(bad, "c").ok(), "bit " << bit);
+  }
+  for (size_t size = 0; size < blob.bytes.size(); ++size) {
+    WrappedKey truncated{std::vector<uint8_t>(blob.bytes.begin(), blob.bytes.begin() + size)};
+    BOOST_TEST_REQUIRE(!custody->UnwrapFromStorage(truncated, "c").ok(), "size " << size);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(NamedKeysSurviveReopening) {
+  TempDir dir;
+  auto path = dir.path() / "master.key";
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, {}));
+  SoftwareCustodyOptions options;
+  options.master_key_file = path;
+  PublicKey first_signing;
+  PublicKey first_agreement;
+  {
+    auto custody = KL_VALUE(CreateSoftwareCustody(options));
+    first_signing = KL_VALUE(custody->GetPublicKey(KL_VALUE(custody->GetOrCreateNamedKey("pks", KeyKind::kEd25519))));
+    first_agreement = KL_VALUE(custody->GetPublicKey(KL_VALUE(custody->GetOrCreateNamedKey("pks", KeyKind::kX25519))));
+  }
+  auto custody = KL_VALUE(CreateSoftwareCustody(options));
+  KeyHandle signing = KL_VALUE(custody->GetOrCreateNamedKey("pks", KeyKind::kEd25519));
+  BOOST_TEST((KL_VALUE(custody->GetPublicKey(signing)) == first_signing));
+  BOOST_TEST((KL_VALUE(custody->GetPublicKey(
+                  KL_VALUE(custody->GetOrCreateNamedKey("pks", KeyKind::kX25519)))) == first_agreement));
+  BOOST_TEST(!(KL_VALUE(custody->GetPublicKey(
+                   KL_VALUE(custody->GetOrCreateNamedKey("other", KeyKind::kEd25519)))) == first_signing));
+}
+
+BOOST_AUTO_TEST_CASE(SignaturesVerifyAndRejectOtherMessages) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kEd25519));
+  PublicKey pub = KL_VALUE(custody->GetPublicKey(key));
+  std::vector<uint8_t> record = {1, 2, 3, 4};
+  Signature signature = KL_VALUE(custody->Sign(key, record));
+  KL_REQUIRE_OK(VerifySignature(pub, record, signature));
+  record[0] ^= 1;
+  BOOST_TEST(VerifySignature(pub, record, signature).code() == StatusCode::kUnauthenticated);
+  std::vector<uint8_t> empty;
+  Signature on_empty = KL_VALUE(custody->Sign(key, empty));
+  KL_REQUIRE_OK(VerifySignature(pub, empty, on_empty));
+}
+
+BOOST_AUTO_TEST_CASE(Ed25519SeedImportMatchesRfc8032) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  // RFC 8032 section 7.1, test 1.
+  KeyHandle key = KL_VALUE(custody->ImportKeyFromHex(
+      KeyKind::kEd25519, "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", "seed"));
+  PublicKey pub = KL_VALUE(custody->GetPublicKey(key));
+  BOOST_TEST(ToHex(pub.bytes) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+  Signature signature = KL_VALUE(custody->Sign(key, std::vector<uint8_t>{}));
+  BOOST_TEST(ToHex(signature) ==
+             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+             "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+}
+
+BOOST_AUTO_TEST_CASE(KeySetWrappedForPeerOpensThereInOrder) {
+  auto kms = KL_VALUE(CreateSoftwareCustody({}));
+  auto plant = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle plant_key = KL_VALUE(plant->GenerateKey(KeyKind::kX25519));
+  PublicKey plant_pub = KL_VALUE(plant->GetPublicKey(plant_key));
+  std::vector<KeyHandle> keys;
+  std::vector<std::string> kcvs;
+  for (int i = 0; i < 5; ++i) {
+    keys.push_back(KL_VALUE(kms->GenerateKey(KeyKind::kAes128)));
+    kcvs.push_back(Kcv(*kms, keys.back()));
+  }
+  WrappedKeySet set = KL_VALUE(kms->WrapForPeer(keys, plant_pub, "stock-batch/1"));
+  std::vector<KeyHandle> opened = KL_VALUE(plant->UnwrapFromPeer(plant_key, set, "stock-batch/1"));
+  BOOST_REQUIRE(opened.size() == keys.size());
+  for (size_t i = 0; i < opened.size(); ++i) BOOST_TEST(Kcv(*plant, opened[i]) == kcvs[i]);
+  auto wrong_context = plant->UnwrapFromPeer(plant_key, set, "stock-batch/2");
+  BOOST_TEST(wrong_context.status().code() == StatusCode::kPermissionDenied);
+}
+
+BOOST_AUTO_TEST_CASE(KeySetForPlantACannotBeOpenedByPlantB) {
+  auto kms = KL_VALUE(CreateSoftwareCustody({}));
+  auto plant_a = KL_VALUE(CreateSoftwareCustody({}));
+  auto plant_b = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle a_key = KL_VALUE(plant_a->GenerateKey(KeyKind::kX25519));
+  KeyHandle b_key = KL_VALUE(plant_b->GenerateKey(KeyKind::kX25519));
+  KeyHandle key = KL_VALUE(kms->GenerateKey(KeyKind::kAes128));
+  WrappedKeySet set =
+      KL_VALUE(kms->WrapForPeer({&key, 1}, KL_VALUE(plant_a->GetPublicKey(a_key)), "batch"));
+  auto refused = plant_b->UnwrapFromPeer(b_key, set, "batch");
+  BOOST_TEST(refused.status().code() == StatusCode::kPermissionDenied);
+  // Even with the header rewritten to name plant B, the sealed box does not open.
+  WrappedKeySet forged = set;
+  WrappedKeySet for_b = KL_VALUE(kms->WrapForPeer({&key, 1}, KL_VALUE(plant_b->GetPublicKey(b_key)), "batch"));
+  std::copy(for_b.bytes.begin() + 5, for_b.bytes.begin() + 13, forged.bytes.begin() + 5);
+  BOOST_TEST(plant_b->UnwrapFromPeer(b_key, forged, "batch").status().code() == StatusCode::kDataLoss);
+  BOOST_TEST(plant_a->UnwrapFromPeer(a_key, set, "batch").ok());
+}
+
+BOOST_AUTO_TEST_CASE(EveryFlippedBitOfAKeySetIsDetected) {
+  auto kms = KL_VALUE(CreateSoftwareCustody({}));
+  auto plant = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle plant_key = KL_VALUE(plant->GenerateKey(KeyKind::kX25519));
+  std::vector<KeyHandle> keys = {KL_VALUE(kms->GenerateKey(KeyKind::kAes128)),
+                                 KL_VALUE(kms->GenerateKey(KeyKind::kAes128))};
+  WrappedKeySet set = KL_VALUE(kms->WrapForPeer(keys, KL_VALUE(plant->GetPublicKey(plant_key)), "b"));
+  for (size_t bit = 0; bit < set.bytes.size() * 8; ++bit) {
+    WrappedKeySet bad = set;
+    bad.bytes[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    BOOST_TEST_REQUIRE(!plant->UnwrapFromPeer(plant_key, bad, "b").ok(), "bit " << bit);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(WithoutMasterKeyStorageIsRefusedClearly) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  auto result = custody->WrapForStorage(key, "c");
+  BOOST_TEST(result.status().code() == StatusCode::kFailedPrecondition);
+  BOOST_TEST(result.status().message().find("master key") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(HandlesFromAnotherCustodyOrDestroyedAreRefused) {
+  auto first = KL_VALUE(CreateSoftwareCustody({}));
+  auto second = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle key = KL_VALUE(first->GenerateKey(KeyKind::kAes128));
+  BOOST_TEST(second->KeyCheckValue(key).status().code() == StatusCode::kInvalidArgument);
+  KL_REQUIRE_OK(first->DestroyKey(key));
+  BOOST_TEST(first->KeyCheckValue(key).status().code() == StatusCode::kNotFound);
+  KeyHandle signing = KL_VALUE(first->GenerateKey(KeyKind::kEd25519));
+  BOOST_TEST(!first->KeyCheckValue(signing).ok());
+}
+
+BOOST_AUTO_TEST_CASE(ScopedKeyDestroysOnExit) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle handle;
+  {
+    ScopedKey key(custody.get(), KL_VALUE(custody->GenerateKey(KeyKind::kAes128)));
+    handle = key.get();
+    BOOST_TEST(custody->KeyCheckValue(handle).ok());
+  }
+  BOOST_TEST(custody->KeyCheckValue(handle).status().code() == StatusCode::kNotFound);
+}
+
+BOOST_AUTO_TEST_CASE(BadHexIsRefusedWithoutEchoingDigits) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  auto bad = custody->ImportKeyFromHex(KeyKind::kAes128, "0f0e0d0c0b0a0908070605040302010z", "--new-key");
+  BOOST_TEST(bad.status().code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(bad.status().message() == "--new-key: character at position 32 is not a hex digit");
+  auto short_key = custody->ImportKeyFromHex(KeyKind::kAes128, "0f0e0d", "--new-key");
+  BOOST_TEST(short_key.status().message() ==
+             "--new-key: expected 16 bytes (32 hex digits), got 6 hex digits");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(MasterKeyFileTests)
+
+BOOST_AUTO_TEST_CASE(PassphraseProtectedKeyOpensWithTheRightPassphrase) {
+  TempDir dir;
+  WriteFile(dir.path() / "pass", "correct horse battery staple\n");
+  auto path = dir.path() / "master.key";
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, CheapPassphrase(dir.path() / "pass")));
+  SoftwareCustodyOptions options;
+  options.master_key_file = path;
+  options.passphrase.file = dir.path() / "pass";
+  auto custody = KL_VALUE(CreateSoftwareCustody(options));
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  WrappedKey blob = KL_VALUE(custody->WrapForStorage(key, "c"));
+  auto reopened = KL_VALUE(CreateSoftwareCustody(options));
+  BOOST_TEST(reopened->UnwrapFromStorage(blob, "c").ok());
+
+  ::setenv("KEYLINE_TEST_PASSPHRASE", "correct horse battery staple", 1);
+  SoftwareCustodyOptions from_env;
+  from_env.master_key_file = path;
+  from_env.passphrase.env_var = "KEYLINE_TEST_PASSPHRASE";
+  BOOST_TEST(CreateSoftwareCustody(from_env).ok());
+}
+
+BOOST_AUTO_TEST_CASE(WrongPassphraseIsAClearError) {
+  TempDir dir;
+  WriteFile(dir.path() / "pass", "right");
+  WriteFile(dir.path() / "wrong", "wrong");
+  auto path = dir.path() / "master.key";
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, CheapPassphrase(dir.path() / "pass")));
+  SoftwareCustodyOptions options;
+  options.master_key_file = path;
+  options.passphrase.file = dir.path() / "wrong";
+  auto result = CreateSoftwareCustody(options);
+  BOOST_TEST(result.status().code() == StatusCode::kUnauthenticated);
+  BOOST_TEST(result.status().message() == "wrong passphrase for master key file " + path.string());
+  options.passphrase = {};
+  BOOST_TEST(CreateSoftwareCustody(options).status().code() == StatusCode::kFailedPrecondition);
+}
+
+BOOST_AUTO_TEST_CASE(TamperedKeyFileIsAClearError) {
+  TempDir dir;
+  WriteFile(dir.path() / "pass", "right");
+  for (bool protect : {false, true}) {
+    auto path = dir.path() / (protect ? "protected.key" : "clear.key");
+    KL_REQUIRE_OK(CreateMasterKeyFile(path, protect ? CheapPassphrase(dir.path() / "pass")
+                                                    : MasterKeyFileOptions{}));
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    for (size_t offset : {size_t{7}, bytes.size() / 2, bytes.size() - 1}) {
+      std::string tampered = bytes;
+      tampered[offset] = static_cast<char>(tampered[offset] ^ 0x01);
+      auto bad = dir.path() / "tampered.key";
+      std::filesystem::remove(bad);
+      WriteFile(bad, tampered);
+      SoftwareCustodyOptions options;
+      options.master_key_file = bad;
+      if (protect) options.passphrase.file = dir.path() / "pass";
+      auto result = CreateSoftwareCustody(options);
+      BOOST_TEST(result.status().code() == StatusCode::kDataLoss);
+      BOOST_TEST(result.status().message().find("modified") != std::string::npos,
+                 result.status().message());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(KeyFileReadableByOthersIsRefused) {
+  TempDir dir;
+  auto path = dir.path() / "master.key";
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, {}));
+  ::chmod(path.c_str(), 0644);
+  SoftwareCustodyOptions options;
+  options.master_key_file = path;
+  auto result = CreateSoftwareCustody(options);
+  BOOST_TEST(result.status().code() == StatusCode::kPermissionDenied);
+  BOOST_TEST(result.status().message().find("0644") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(ExistingKeyFileIsNeverOverwritten) {
+  TempDir dir;
+  auto path = dir.path() / "master.key";
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, {}));
+  BOOST_TEST(CreateMasterKeyFile(path, {}).code() == StatusCode::kAlreadyExists);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+}  // namespace keyline::hsm
