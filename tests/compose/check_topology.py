@@ -169,7 +169,8 @@ def check(compose_file, docker_compose="docker-compose", project_dir=None, requi
     images = {svc.get("image") for svc in services.values()}
     builds = {repr(svc.get("build")) for svc in services.values()}
     if len(images) != 1 or None in images:
-        errors.append(f"image: every service must use the one image, have {sorted(map(str, images))}")
+        errors.append("image: every service must use the one image, have "
+                      f"{sorted(map(str, images))}")
     if len(builds) != 1 or "None" in builds:
         errors.append("image: every service must build the same ./Dockerfile")
     for svc in services.values():
