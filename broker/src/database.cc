@@ -1,0 +1,126 @@
+#include "keyline/broker/database.h"
+
+#include <cstdlib>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
+#include <spdlog/spdlog.h>
+
+#include "rocksdb_status.h"
+
+namespace keyline::broker {
+namespace {
+
+rocksdb::ColumnFamilyOptions BrokerFamilyOptions() {
+  rocksdb::ColumnFamilyOptions options;
+  // Queues delete their head as acknowledgements arrive: compact files dense with tombstones
+  // so that reading the head of a queue does not step over thousands of deleted keys.
+  options.table_properties_collector_factories.push_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/1024,
+                                                     /*deletion_trigger=*/512,
+                                                     /*deletion_ratio=*/0.5));
+  return options;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options) {
+  std::unique_ptr<Database> database(new Database());
+  database->path_ = options.path;
+
+  std::error_code ec;
+  if (!options.secondary) {
+    std::filesystem::create_directories(options.path, ec);
+    if (ec) {
+      return UnavailableError("data dir " + options.path.string() + " cannot be created: " +
+                              ec.message());
+    }
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = !options.secondary;
+  db_options.create_missing_column_families = !options.secondary;
+  db_options.max_background_jobs = 2;
+  // Keep the WAL bounded even when one column family is written much less than another.
+  db_options.max_total_wal_size = 256ull << 20;
+  if (options.secondary) db_options.max_open_files = -1;  // required for secondary instances
+
+  std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName,
+                                    std::string(kBrokerColumnFamily)};
+  for (const auto& name : options.column_families) {
+    if (name != rocksdb::kDefaultColumnFamilyName && name != kBrokerColumnFamily) {
+      names.push_back(name);
+    }
+  }
+  if (options.secondary) {
+    // A reader follows whatever families the primary has, including ones it does not know.
+    std::vector<std::string> existing;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, options.path.string(),
+                                                        &existing);
+    if (!s.ok()) {
+      return NotFoundError(options.path.string() + " is not a Keyline data dir: " + s.ToString());
+    }
+    names = existing;
+  }
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) {
+    descriptors.emplace_back(name, name == kBrokerColumnFamily ? BrokerFamilyOptions()
+                                                                : rocksdb::ColumnFamilyOptions());
+  }
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s;
+  if (options.secondary) {
+    s = rocksdb::DB::OpenAsSecondary(db_options, options.path.string(),
+                                     options.secondary_path.string(), descriptors,
+                                     &database->handles_, &raw);
+  } else {
+    s = rocksdb::DB::Open(db_options, options.path.string(), descriptors, &database->handles_,
+                          &raw);
+  }
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return UnavailableError("data dir " + options.path.string() +
+                              " is in use by another process (" + s.ToString() + ")");
+    }
+    return FromRocks(s, "opening data dir " + options.path.string());
+  }
+  database->db_.reset(raw);
+  database->names_ = names;
+  return database;
+}
+
+Database::~Database() {
+  if (db_ == nullptr) return;
+  for (auto* handle : handles_) {
+    rocksdb::Status s = db_->DestroyColumnFamilyHandle(handle);
+    if (!s.ok()) spdlog::warn("closing {}: {}", path_.string(), s.ToString());
+  }
+  rocksdb::Status s = db_->Close();
+  if (!s.ok()) spdlog::warn("closing {}: {}", path_.string(), s.ToString());
+}
+
+rocksdb::ColumnFamilyHandle* Database::Family(std::string_view name) const {
+  for (size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] == name) return handles_[i];
+  }
+  spdlog::critical("column family '{}' was not opened in {}", name, path_.string());
+  std::abort();
+}
+
+bool Database::HasFamily(std::string_view name) const {
+  for (const auto& existing : names_) {
+    if (existing == name) return true;
+  }
+  return false;
+}
+
+Status Database::CatchUp() {
+  return FromRocks(db_->TryCatchUpWithPrimary(), "following " + path_.string());
+}
+
+Status Database::Resume() { return FromRocks(db_->Resume(), "resuming " + path_.string()); }
+
+}  // namespace keyline::broker

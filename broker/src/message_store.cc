@@ -1,0 +1,463 @@
+#include "keyline/broker/message_store.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <flatbuffers/flatbuffers.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include "keyline/broker/database.h"
+#include "keyline/wire/envelope_generated.h"
+#include "keys.h"
+#include "rocksdb_status.h"
+
+namespace keyline::broker {
+namespace {
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Queues deleted one key at a time up to this many acknowledged messages; beyond it one
+// range tombstone is cheaper than thousands of point tombstones.
+constexpr uint64_t kPointDeleteLimit = 256;
+
+class MessageStoreImpl;
+
+// The overlay of one group: positions changed by items not yet committed, with an undo log
+// so a failing item can be taken back without touching the others.
+class GroupWriteContext final : public WriteContext {
+ public:
+  GroupWriteContext(MessageStoreImpl& store, rocksdb::WriteBatch& batch)
+      : store_(store), batch_(batch) {}
+
+  rocksdb::WriteBatch& batch() override { return batch_; }
+  StatusOr<uint64_t> Send(const QueueId& to, wire::MessageType type,
+                          std::span<const uint8_t> payload) override;
+  uint64_t AppliedThrough(const QueueId& from) const override;
+  void MarkApplied(const QueueId& from, uint64_t sequence) override;
+
+  uint64_t PendingAcked(const QueueId& queue) const;
+  void SetAcked(const QueueId& queue, uint64_t sequence);
+
+  void BeginItem() {
+    undo_.clear();
+    batch_.SetSavePoint();
+  }
+  void EndItem(bool ok);
+
+  std::map<QueueId, uint64_t> last_;     // outbox: last sequence including this group
+  std::map<QueueId, uint64_t> applied_;  // inbox
+  std::map<QueueId, uint64_t> acked_;    // outbox acknowledgements
+
+ private:
+  struct Undo {
+    std::map<QueueId, uint64_t>* map;
+    QueueId key;
+    bool existed;
+    uint64_t old_value;
+  };
+  void Set(std::map<QueueId, uint64_t>& map, const QueueId& key, uint64_t value) {
+    auto it = map.find(key);
+    undo_.push_back({&map, key, it != map.end(), it != map.end() ? it->second : 0});
+    map[key] = value;
+  }
+
+  MessageStoreImpl& store_;
+  rocksdb::WriteBatch& batch_;
+  std::vector<Undo> undo_;
+  flatbuffers::FlatBufferBuilder builder_{512};
+};
+
+class MessageStoreImpl final : public MessageStore {
+ public:
+  MessageStoreImpl(Database* database, MessageStoreOptions options)
+      : database_(database), options_(std::move(options)), family_(database->broker_family()) {}
+
+  ~MessageStoreImpl() override {
+    {
+      std::lock_guard lock(queue_mu_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Status Load();
+  void Start() { thread_ = std::thread([this] { CommitLoop(); }); }
+
+  void Submit(Work work, Done done, Durability durability) override {
+    {
+      std::lock_guard lock(queue_mu_);
+      if (!stopping_) {
+        pending_.push_back({std::move(work), std::move(done), durability});
+        queue_cv_.notify_one();
+        return;
+      }
+    }
+    if (done) done(UnavailableError("message store of " + options_.self + " is shutting down"));
+  }
+
+  Status Commit(Work work, Durability durability) override {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool finished = false;
+    Status result;
+    Submit(std::move(work),
+           [&](const Status& status) {
+             std::lock_guard lock(mu);
+             result = status;
+             finished = true;
+             cv.notify_one();
+           },
+           durability);
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return finished; });
+    return result;
+  }
+
+  uint64_t LastSequence(const QueueId& queue) const override {
+    std::lock_guard lock(mu_);
+    auto it = outbox_.find(queue);
+    return it == outbox_.end() ? 0 : it->second.last;
+  }
+  uint64_t AckedThrough(const QueueId& queue) const override {
+    std::lock_guard lock(mu_);
+    auto it = outbox_.find(queue);
+    return it == outbox_.end() ? 0 : it->second.acked;
+  }
+  uint64_t AppliedThrough(const QueueId& from) const override {
+    std::lock_guard lock(mu_);
+    auto it = inbox_.find(from);
+    return it == inbox_.end() ? 0 : it->second;
+  }
+  std::vector<QueueId> QueuesTo(const std::string& peer) const override {
+    std::lock_guard lock(mu_);
+    std::vector<QueueId> out;
+    for (const auto& [queue, state] : outbox_) {
+      if (queue.peer == peer) out.push_back(queue);
+    }
+    return out;
+  }
+  std::vector<OutboxQueueStats> OutboxStats() const override {
+    std::lock_guard lock(mu_);
+    std::vector<OutboxQueueStats> out;
+    for (const auto& [queue, state] : outbox_) out.push_back({queue, state.last, state.acked});
+    return out;
+  }
+
+  StatusOr<std::vector<StoredMessage>> Read(const QueueId& queue, uint64_t from_sequence,
+                                            size_t max_count, size_t max_bytes) const override;
+  void Acknowledge(const QueueId& queue, uint64_t sequence) override;
+
+  void AddCommitListener(CommitListener listener) override {
+    std::lock_guard lock(mu_);
+    listeners_.push_back(std::move(listener));
+  }
+
+  const std::string& self() const override { return options_.self; }
+
+  Counters counters() const override {
+    std::lock_guard lock(mu_);
+    return counters_;
+  }
+
+  // For GroupWriteContext.
+  uint64_t CommittedLast(const QueueId& queue) const { return LastSequence(queue); }
+  uint64_t CommittedApplied(const QueueId& queue) const { return AppliedThrough(queue); }
+  uint64_t CommittedAcked(const QueueId& queue) const { return AckedThrough(queue); }
+  rocksdb::ColumnFamilyHandle* family() const { return family_; }
+
+ private:
+  struct Item {
+    Work work;
+    Done done;
+    Durability durability;
+  };
+  struct QueueState {
+    uint64_t last = 0;
+    uint64_t acked = 0;
+  };
+
+  void CommitLoop();
+  void RunGroup(std::deque<Item>& group);
+
+  Database* database_;
+  MessageStoreOptions options_;
+  rocksdb::ColumnFamilyHandle* family_;
+
+  mutable std::mutex mu_;  // guards the committed positions and listeners
+  std::map<QueueId, QueueState> outbox_;
+  std::map<QueueId, uint64_t> inbox_;
+  std::vector<CommitListener> listeners_;
+  Counters counters_;
+
+  std::mutex queue_mu_;  // guards pending_ and stopping_
+  std::condition_variable queue_cv_;
+  std::deque<Item> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+StatusOr<uint64_t> GroupWriteContext::Send(const QueueId& to, wire::MessageType type,
+                                           std::span<const uint8_t> payload) {
+  RETURN_IF_ERROR(ValidateName("peer", to.peer));
+  RETURN_IF_ERROR(ValidateName("stream", to.stream));
+  auto it = last_.find(to);
+  uint64_t last = it != last_.end() ? it->second : store_.CommittedLast(to);
+  uint64_t sequence = last + 1;
+  if (last == 0 && store_.CommittedAcked(to) == 0) {
+    // First message ever to this queue: record the queue so that it is found at start-up.
+    batch_.Put(store_.family(), keys::QueuePrefix(keys::kAcked, to), keys::EncodeSequence(0));
+  }
+
+  std::array<uint8_t, 16> message_id;
+  randombytes_buf(message_id.data(), message_id.size());
+  builder_.Clear();
+  auto envelope = wire::CreateEnvelope(
+      builder_, builder_.CreateVector(message_id.data(), message_id.size()),
+      builder_.CreateString(to.stream), sequence, type, builder_.CreateString(store_.self()),
+      NowMicros(), builder_.CreateVector(payload.data(), payload.size()));
+  builder_.Finish(envelope);
+  batch_.Put(store_.family(), keys::MessageKey(to, sequence),
+             rocksdb::Slice(reinterpret_cast<const char*>(builder_.GetBufferPointer()),
+                            builder_.GetSize()));
+  Set(last_, to, sequence);
+  return sequence;
+}
+
+uint64_t GroupWriteContext::AppliedThrough(const QueueId& from) const {
+  auto it = applied_.find(from);
+  return it != applied_.end() ? it->second : store_.CommittedApplied(from);
+}
+
+void GroupWriteContext::MarkApplied(const QueueId& from, uint64_t sequence) {
+  batch_.Put(store_.family(), keys::QueuePrefix(keys::kApplied, from),
+             keys::EncodeSequence(sequence));
+  Set(applied_, from, sequence);
+}
+
+uint64_t GroupWriteContext::PendingAcked(const QueueId& queue) const {
+  auto it = acked_.find(queue);
+  return it != acked_.end() ? it->second : store_.CommittedAcked(queue);
+}
+
+void GroupWriteContext::SetAcked(const QueueId& queue, uint64_t sequence) {
+  Set(acked_, queue, sequence);
+}
+
+void GroupWriteContext::EndItem(bool ok) {
+  if (ok) {
+    (void)batch_.PopSavePoint();
+    return;
+  }
+  (void)batch_.RollbackToSavePoint();
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+    if (it->existed) {
+      (*it->map)[it->key] = it->old_value;
+    } else {
+      it->map->erase(it->key);
+    }
+  }
+}
+
+Status MessageStoreImpl::Load() {
+  rocksdb::ReadOptions read_options;
+  std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read_options, family_));
+  // Acked positions (one per queue ever used) and applied positions.
+  for (char kind : {keys::kAcked, keys::kApplied}) {
+    std::string prefix(1, kind);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      auto parsed = keys::Parse(it->key().ToStringView());
+      if (!parsed || it->value().size() != 8) {
+        return DataLossError("broker state in " + database_->path().string() +
+                             " has a malformed key or value");
+      }
+      uint64_t value = keys::ReadBigEndian(it->value().ToStringView());
+      if (kind == keys::kAcked) {
+        outbox_[parsed->queue].acked = value;
+      } else {
+        inbox_[parsed->queue] = value;
+      }
+    }
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "loading broker state"));
+  // The last message of each queue is its last key; an empty queue ends at its acked position.
+  for (auto& [queue, state] : outbox_) {
+    state.last = state.acked;
+    std::string upper = keys::MessageKey(queue, UINT64_MAX);
+    it->SeekForPrev(upper);
+    if (it->Valid()) {
+      auto parsed = keys::Parse(it->key().ToStringView());
+      if (parsed && parsed->kind == keys::kMessage && parsed->queue == queue) {
+        state.last = std::max(state.last, parsed->sequence);
+      }
+    }
+  }
+  return FromRocks(it->status(), "loading broker state");
+}
+
+StatusOr<std::vector<StoredMessage>> MessageStoreImpl::Read(const QueueId& queue,
+                                                            uint64_t from_sequence,
+                                                            size_t max_count,
+                                                            size_t max_bytes) const {
+  std::vector<StoredMessage> out;
+  std::string start = keys::MessageKey(queue, std::max<uint64_t>(from_sequence, 1));
+  std::string end = keys::QueuePrefix(keys::kMessage, queue);
+  end.back() = '\1';  // just past every key of this queue
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read_options, family_));
+  size_t bytes = 0;
+  for (it->Seek(start); it->Valid() && out.size() < max_count; it->Next()) {
+    if (!out.empty() && bytes + it->value().size() > max_bytes) break;
+    auto key = it->key().ToStringView();
+    out.push_back({keys::ReadBigEndian(key.substr(key.size() - 8)), it->value().ToString()});
+    bytes += it->value().size();
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "reading outbox " + queue.ToString()));
+  return out;
+}
+
+void MessageStoreImpl::Acknowledge(const QueueId& queue, uint64_t sequence) {
+  Submit(
+      [this, queue, sequence](WriteContext& write) -> Status {
+        auto& context = static_cast<GroupWriteContext&>(write);
+        uint64_t acked = context.PendingAcked(queue);
+        if (sequence <= acked || sequence > CommittedLast(queue)) return Status::Ok();
+        if (sequence - acked <= kPointDeleteLimit) {
+          for (uint64_t s = acked + 1; s <= sequence; ++s) {
+            context.batch().Delete(family_, keys::MessageKey(queue, s));
+          }
+        } else {
+          context.batch().DeleteRange(family_, keys::MessageKey(queue, acked + 1),
+                                      keys::MessageKey(queue, sequence + 1));
+        }
+        context.batch().Put(family_, keys::QueuePrefix(keys::kAcked, queue),
+                            keys::EncodeSequence(sequence));
+        context.SetAcked(queue, sequence);
+        return Status::Ok();
+      },
+      [queue](const Status& status) {
+        if (!status.ok()) spdlog::warn("trimming {}: {}", queue.ToString(), status.ToString());
+      },
+      Durability::kRelaxed);
+}
+
+void MessageStoreImpl::CommitLoop() {
+  std::deque<Item> group;
+  for (;;) {
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // stopping, and everything submitted has been written
+      size_t take = std::min(pending_.size(), options_.max_group_items);
+      for (size_t i = 0; i < take; ++i) {
+        group.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+    }
+    RunGroup(group);
+    group.clear();
+  }
+}
+
+void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
+  rocksdb::WriteBatch batch;
+  GroupWriteContext context(*this, batch);
+  std::vector<Status> results(group.size());
+  bool sync = false;
+  size_t ran = 0;
+  for (; ran < group.size(); ++ran) {
+    if (ran > 0 && batch.GetDataSize() >= options_.max_group_bytes) break;
+    Item& item = group[ran];
+    context.BeginItem();
+    try {
+      results[ran] = item.work(context);
+    } catch (const std::exception& e) {
+      results[ran] = InternalError(std::string("work item threw: ") + e.what());
+    }
+    context.EndItem(results[ran].ok());
+    if (results[ran].ok() && item.durability == Durability::kSync) sync = true;
+  }
+  // Items beyond the byte limit go back to the front of the queue, in order.
+  if (ran < group.size()) {
+    std::lock_guard lock(queue_mu_);
+    for (size_t i = group.size(); i-- > ran;) pending_.push_front(std::move(group[i]));
+    group.resize(ran);
+    results.resize(ran);
+  }
+
+  Status written;
+  if (batch.Count() > 0) {
+    rocksdb::WriteOptions write_options;
+    write_options.sync = sync;
+    written = FromRocks(database_->db()->Write(write_options, &batch),
+                        "writing " + std::to_string(batch.Count()) + " changes of " +
+                            options_.self);
+  }
+
+  std::vector<QueueId> grown;
+  if (written.ok()) {
+    std::vector<CommitListener> listeners;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [queue, last] : context.last_) {
+        outbox_[queue].last = last;
+        grown.push_back(queue);
+      }
+      for (const auto& [queue, acked] : context.acked_) outbox_[queue].acked = acked;
+      for (const auto& [queue, applied] : context.applied_) inbox_[queue] = applied;
+      listeners = listeners_;
+      if (batch.Count() > 0) {
+        ++counters_.writes;
+        if (sync) ++counters_.synced_writes;
+      }
+      for (const auto& result : results) counters_.items += result.ok() ? 1 : 0;
+    }
+    if (!grown.empty()) {
+      for (const auto& listener : listeners) listener(grown);
+    }
+  } else {
+    spdlog::error("{}", written.ToString());
+    {
+      std::lock_guard lock(mu_);
+      ++counters_.failed_writes;
+    }
+    if (written.code() == StatusCode::kResourceExhausted) {
+      // A full disk leaves RocksDB in an error state; clear it so the next write can succeed
+      // once space returns. Failing to resume now is expected while the disk is still full.
+      database_->Resume().IgnoreError();
+    }
+  }
+
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!group[i].done) continue;
+    group[i].done(results[i].ok() ? written : results[i]);
+  }
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<MessageStore>> MessageStore::Open(Database* database,
+                                                           MessageStoreOptions options) {
+  RETURN_IF_ERROR(ValidateName("service name", options.self));
+  if (sodium_init() < 0) return InternalError("libsodium failed to initialise");
+  auto store = std::make_unique<MessageStoreImpl>(database, std::move(options));
+  RETURN_IF_ERROR(store->Load());
+  store->Start();
+  return std::unique_ptr<MessageStore>(std::move(store));
+}
+
+}  // namespace keyline::broker

@@ -1,0 +1,277 @@
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "keyline/broker/database.h"
+#include "keyline/broker/message_store.h"
+#include "keyline/wire/envelope_generated.h"
+#include "test_dir.h"
+
+namespace keyline::broker {
+namespace {
+
+using testing::TestDir;
+
+const QueueId kRecords{"kms", "records"};
+const QueueId kStatus{"kms", "status"};
+const QueueId kFromStation{"station-a1", "results"};
+
+std::vector<uint8_t> Bytes(std::string_view text) { return {text.begin(), text.end()}; }
+
+struct OpenStore {
+  explicit OpenStore(const std::filesystem::path& dir) {
+    auto opened = Database::Open({.path = dir / "db", .column_families = {"state"}});
+    BOOST_REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
+    database = std::move(opened).value();
+    auto made = MessageStore::Open(database.get(), {.self = "plant-a"});
+    BOOST_REQUIRE_MESSAGE(made.ok(), made.status().ToString());
+    store = std::move(made).value();
+  }
+  ~OpenStore() {
+    store.reset();  // stop the commit thread before the database closes
+    database.reset();
+  }
+  std::string Get(std::string_view key) {
+    std::string value;
+    rocksdb::Status s = database->db()->Get(rocksdb::ReadOptions(), database->Family("state"),
+                                            rocksdb::Slice(key.data(), key.size()), &value);
+    return s.ok() ? value : "<missing>";
+  }
+  std::unique_ptr<Database> database;
+  std::unique_ptr<MessageStore> store;
+};
+
+Status SendText(MessageStore& store, const QueueId& queue, std::string_view text,
+                uint64_t* sequence = nullptr) {
+  return store.Commit([&](WriteContext& write) -> Status {
+    auto payload = Bytes(text);
+    ASSIGN_OR_RETURN(uint64_t seq, write.Send(queue, wire::MessageType::InjectionRecord, payload));
+    if (sequence != nullptr) *sequence = seq;
+    return Status::Ok();
+  });
+}
+
+std::string PayloadOf(const StoredMessage& message) {
+  auto* envelope = flatbuffers::GetRoot<wire::Envelope>(message.envelope.data());
+  return std::string(envelope->payload()->begin(), envelope->payload()->end());
+}
+
+BOOST_AUTO_TEST_SUITE(MessageStoreTests)
+
+BOOST_AUTO_TEST_CASE(SequencesArePerQueueFromOneWithoutGaps) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  for (int i = 1; i <= 3; ++i) {
+    uint64_t seq = 0;
+    BOOST_REQUIRE(SendText(*open.store, kRecords, "r" + std::to_string(i), &seq).ok());
+    BOOST_TEST(seq == uint64_t(i));
+  }
+  uint64_t status_seq = 0;
+  BOOST_REQUIRE(SendText(*open.store, kStatus, "s1", &status_seq).ok());
+  BOOST_TEST(status_seq == 1u);
+  BOOST_TEST(open.store->LastSequence(kRecords) == 3u);
+
+  auto messages = open.store->Read(kRecords, 1, 100, 1 << 20);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 3u);
+  auto* envelope = flatbuffers::GetRoot<wire::Envelope>((*messages)[2].envelope.data());
+  BOOST_TEST(envelope->sequence() == 3u);
+  BOOST_TEST(envelope->stream()->str() == "records");
+  BOOST_TEST(envelope->sender()->str() == "plant-a");
+  BOOST_TEST(envelope->message_id()->size() == 16u);
+  BOOST_TEST(PayloadOf((*messages)[2]) == "r3");
+}
+
+BOOST_AUTO_TEST_CASE(QueuedMessagesAndPositionsSurviveReopen) {
+  TestDir dir;
+  {
+    OpenStore open(dir.path());
+    for (int i = 0; i < 5; ++i) BOOST_REQUIRE(SendText(*open.store, kRecords, "x").ok());
+    BOOST_REQUIRE(open.store->Commit([](WriteContext& write) -> Status {
+      write.MarkApplied(kFromStation, 7);
+      return Status::Ok();
+    }).ok());
+    open.store->Acknowledge(kRecords, 2);
+    // Acknowledge is asynchronous: a following commit is ordered after it.
+    BOOST_REQUIRE(open.store->Commit([](WriteContext&) { return Status::Ok(); }).ok());
+  }
+  OpenStore reopened(dir.path());
+  BOOST_TEST(reopened.store->LastSequence(kRecords) == 5u);
+  BOOST_TEST(reopened.store->AckedThrough(kRecords) == 2u);
+  BOOST_TEST(reopened.store->AppliedThrough(kFromStation) == 7u);
+  auto messages = reopened.store->Read(kRecords, 1, 100, 1 << 20);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 3u);
+  BOOST_TEST((*messages)[0].sequence == 3u);
+  uint64_t next = 0;
+  BOOST_REQUIRE(SendText(*reopened.store, kRecords, "y", &next).ok());
+  BOOST_TEST(next == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(AcknowledgedMessagesAreRemovedEvenInLargeRanges) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  BOOST_REQUIRE(open.store->Commit([](WriteContext& write) -> Status {
+    for (int i = 0; i < 1000; ++i) {
+      RETURN_IF_ERROR(write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("m")));
+    }
+    return Status::Ok();
+  }).ok());
+  open.store->Acknowledge(kRecords, 10);    // point deletes
+  open.store->Acknowledge(kRecords, 900);   // one range deletion
+  open.store->Acknowledge(kRecords, 500);   // stale: ignored
+  open.store->Acknowledge(kRecords, 5000);  // beyond the last message: ignored
+  BOOST_REQUIRE(open.store->Commit([](WriteContext&) { return Status::Ok(); }).ok());
+  BOOST_TEST(open.store->AckedThrough(kRecords) == 900u);
+  auto messages = open.store->Read(kRecords, 1, 10000, 1 << 30);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 100u);
+  BOOST_TEST(messages->front().sequence == 901u);
+  auto stats = open.store->OutboxStats();
+  BOOST_REQUIRE(stats.size() == 1u);
+  BOOST_TEST(stats[0].depth() == 100u);
+}
+
+BOOST_AUTO_TEST_CASE(FailingWorkTakesBackOnlyItsOwnChanges) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  auto* state = open.database->Family("state");
+  std::atomic<int> finished = 0;
+  Status failed_outcome;
+  // Three items likely in one group; the middle one fails after writing.
+  open.store->Submit(
+      [&](WriteContext& write) -> Status {
+        write.batch().Put(state, "a", "1");
+        return write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("first")).status();
+      },
+      [&](const Status&) { ++finished; });
+  open.store->Submit(
+      [&](WriteContext& write) -> Status {
+        write.batch().Put(state, "b", "2");
+        RETURN_IF_ERROR(write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("bad")));
+        write.MarkApplied(kFromStation, 1);
+        return FailedPreconditionError("out of stock for product ecu-a");
+      },
+      [&](const Status& status) {
+        failed_outcome = status;
+        ++finished;
+      });
+  uint64_t third = 0;
+  BOOST_REQUIRE(open.store->Commit([&](WriteContext& write) -> Status {
+    write.batch().Put(state, "c", "3");
+    ASSIGN_OR_RETURN(third, write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("third")));
+    return Status::Ok();
+  }).ok());
+  BOOST_TEST(finished.load() == 2);
+  BOOST_TEST(failed_outcome.message() == "out of stock for product ecu-a");
+  BOOST_TEST(third == 2u);  // the failed item's sequence was given back: no gap
+  BOOST_TEST(open.Get("a") == "1");
+  BOOST_TEST(open.Get("b") == "<missing>");
+  BOOST_TEST(open.Get("c") == "3");
+  BOOST_TEST(open.store->AppliedThrough(kFromStation) == 0u);
+  auto messages = open.store->Read(kRecords, 1, 10, 1 << 20);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 2u);
+  BOOST_TEST(PayloadOf((*messages)[0]) == "first");
+  BOOST_TEST(PayloadOf((*messages)[1]) == "third");
+}
+
+BOOST_AUTO_TEST_CASE(AppliedMarkSeesEarlierItemsOfTheSameGroup) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  // A replayed sequence inside one group must be recognised before the group commits.
+  std::atomic<int> applied = 0;
+  std::atomic<int> skipped = 0;
+  auto apply = [&](uint64_t sequence) {
+    open.store->Submit(
+        [&, sequence](WriteContext& write) -> Status {
+          if (sequence <= write.AppliedThrough(kFromStation)) {
+            ++skipped;
+            return Status::Ok();
+          }
+          write.MarkApplied(kFromStation, sequence);
+          ++applied;
+          return Status::Ok();
+        },
+        nullptr);
+  };
+  for (uint64_t s : {1, 2, 2, 3, 1, 4}) apply(s);
+  BOOST_REQUIRE(open.store->Commit([](WriteContext&) { return Status::Ok(); }).ok());
+  BOOST_TEST(applied.load() == 4);
+  BOOST_TEST(skipped.load() == 2);
+  BOOST_TEST(open.store->AppliedThrough(kFromStation) == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(ConcurrentWritersShareSyncedWrites) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 300;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<uint64_t> sequences;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        uint64_t seq = 0;
+        Status s = SendText(*open.store, kRecords, "m", &seq);
+        std::lock_guard lock(mu);
+        BOOST_REQUIRE(s.ok());
+        sequences.insert(seq);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  BOOST_TEST(sequences.size() == size_t(kThreads * kPerThread));
+  BOOST_TEST(*sequences.begin() == 1u);
+  BOOST_TEST(*sequences.rbegin() == uint64_t(kThreads * kPerThread));
+  auto counters = open.store->counters();
+  BOOST_TEST(counters.items == uint64_t(kThreads * kPerThread));
+  // Eight writers each waiting for durability must have shared fsyncs.
+  BOOST_TEST(counters.synced_writes < counters.items);
+  BOOST_TEST_MESSAGE("synced writes for " << counters.items << " items: " << counters.synced_writes);
+}
+
+BOOST_AUTO_TEST_CASE(CommitListenerHearsOnlyOfDurableMessages) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  std::vector<QueueId> heard;
+  std::mutex mu;
+  open.store->AddCommitListener([&](const std::vector<QueueId>& grown) {
+    std::lock_guard lock(mu);
+    heard.insert(heard.end(), grown.begin(), grown.end());
+  });
+  BOOST_REQUIRE(SendText(*open.store, kStatus, "s").ok());
+  BOOST_REQUIRE(!open.store->Commit([](WriteContext& write) -> Status {
+    RETURN_IF_ERROR(write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("x")));
+    return AbortedError("changed my mind");
+  }).ok());
+  std::lock_guard lock(mu);
+  BOOST_REQUIRE(heard.size() == 1u);
+  BOOST_TEST(heard[0].ToString() == "kms/status");
+}
+
+BOOST_AUTO_TEST_CASE(InvalidQueueNamesAreRefused) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  Status s = SendText(*open.store, QueueId{"kms", "rec ords"}, "x");
+  BOOST_TEST(s.code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(s.message() == "stream 'rec ords' may contain only letters, digits, '.', '_' and '-'");
+}
+
+BOOST_AUTO_TEST_CASE(SecondProcessCannotOpenALiveDataDir) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  auto second = Database::Open({.path = dir.path() / "db"});
+  BOOST_TEST(second.status().code() == StatusCode::kUnavailable);
+  BOOST_TEST(second.status().message().find("in use by another process") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+}  // namespace keyline::broker
