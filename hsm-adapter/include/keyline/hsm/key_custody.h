@@ -142,6 +142,14 @@ class KeyCustody {
 
   // `size` random bytes from the backend's generator (the token's for PKCS#11).
   [[nodiscard]] virtual StatusOr<std::vector<uint8_t>> Random(size_t size) = 0;
+
+  // --- Benchmark hook ------------------------------------------------------------------
+
+  // For keyline-bench: `calls` AES-128-ECB encryptions of `blocks_per_call` blocks under the
+  // kAes128 `key`, through the same library (or token) and the same code path the SHE
+  // functions use. The ciphertext is discarded. Gives the raw ceiling for SHE throughput.
+  [[nodiscard]] virtual Status BenchmarkAesBlocks(KeyHandle key, size_t calls,
+                                                  size_t blocks_per_call) = 0;
 };
 
 // Checks an Ed25519 signature against a public key. Needs no custody (public data only): an

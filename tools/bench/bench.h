@@ -1,0 +1,18 @@
+// How keyline-bench's groups plug into main: each group (she; later queue, provision, import)
+// lives in its own file and registers its CLI11 subcommand.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace keyline::bench {
+
+struct BenchContext {
+  int exit_code = 0;
+};
+
+// she_bench.cc: `keyline-bench she`.
+void RegisterSheBench(CLI::App& root, BenchContext& context);
+
+}  // namespace keyline::bench

@@ -1,0 +1,21 @@
+// keyline-bench: thin main. Benchmarks print figures (and --json); they assert nothing.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "bench.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"keyline-bench: Keyline throughput figures"};
+  app.require_subcommand(1);
+  keyline::bench::BenchContext context;
+  keyline::bench::RegisterSheBench(app, context);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "keyline-bench: " << e.what() << '\n';
+    return 2;
+  }
+  return context.exit_code;
+}
