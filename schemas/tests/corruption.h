@@ -174,7 +174,7 @@ template <WireMessage T>
 void ExpectEmptyRejected() {
   const std::string name(MessageTraits<T>::kName);
   DecodeError why{};
-  StatusOr<const T*> decoded = DecodeMessage<T>({}, {}, &why);
+  StatusOr<const T*> decoded = DecodeMessage<T>(std::span<const uint8_t>(), {}, &why);
   BOOST_REQUIRE(!decoded.ok());
   BOOST_TEST((why == DecodeError::kEmpty));
   BOOST_TEST(decoded.status().code() == StatusCode::kInvalidArgument);

@@ -58,3 +58,22 @@ uint64_t ReadAll(const wire::Envelope& m);
 std::vector<uint8_t> Counting(size_t n, uint8_t first);
 
 }  // namespace keyline::schemas::testing
+
+namespace keyline::schemas::testing {
+
+// Calls f.template operator()<T>() for every message table T, in MessageType order.
+template <typename F>
+void ForEachMessageTable(F&& f) {
+  f.template operator()<wire::StockBatch>();
+  f.template operator()<wire::ConfigUpdate>();
+  f.template operator()<wire::VerificationRequest>();
+  f.template operator()<wire::StockRequest>();
+  f.template operator()<wire::InjectionRecord>();
+  f.template operator()<wire::PlantStatus>();
+  f.template operator()<wire::VerificationWatermark>();
+  f.template operator()<wire::KeyPackageRequest>();
+  f.template operator()<wire::KeyPackage>();
+  f.template operator()<wire::InjectionResult>();
+}
+
+}  // namespace keyline::schemas::testing

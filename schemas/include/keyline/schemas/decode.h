@@ -32,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "keyline/common/status.h"
 #include "keyline/schemas/fields.h"
@@ -91,6 +92,12 @@ template <typename T>
   return flatbuffers::GetRoot<T>(bytes.data());
 }
 
+// The result would point into a vector destroyed at the end of the call: keep the bytes alive.
+template <typename T>
+StatusOr<const T*> DecodeVerified(std::vector<uint8_t>&& bytes, std::string_view what,
+                                  const DecodeLimits& limits = {},
+                                  DecodeError* error = nullptr) = delete;
+
 // DecodeVerified for a message table, named by its type in errors.
 template <WireMessage T>
 [[nodiscard]] StatusOr<const T*> DecodeMessage(std::span<const uint8_t> bytes,
@@ -98,6 +105,10 @@ template <WireMessage T>
                                                DecodeError* error = nullptr) {
   return DecodeVerified<T>(bytes, MessageTraits<T>::kName, limits, error);
 }
+
+template <WireMessage T>
+StatusOr<const T*> DecodeMessage(std::vector<uint8_t>&& bytes, const DecodeLimits& limits = {},
+                                 DecodeError* error = nullptr) = delete;  // dangling result
 
 // Verifies `payload` as the table that `type` names. An unknown type (NONE, or newer than this
 // build) is refused with DecodeError::kUnknownType.
@@ -118,6 +129,10 @@ struct VerifiedEnvelope {
 [[nodiscard]] StatusOr<VerifiedEnvelope> DecodeEnvelope(std::span<const uint8_t> bytes,
                                                         const DecodeLimits& limits = {},
                                                         DecodeError* error = nullptr);
+
+StatusOr<VerifiedEnvelope> DecodeEnvelope(std::vector<uint8_t>&& bytes,
+                                          const DecodeLimits& limits = {},
+                                          DecodeError* error = nullptr) = delete;  // dangling
 
 // The payload of a verified envelope as the table T. Fails with InvalidArgument, without
 // reading the payload, when the envelope's type is not T's: a caller's dispatch error.
@@ -144,5 +159,9 @@ struct VerifiedRecord {
 [[nodiscard]] StatusOr<VerifiedRecord> DecodeInjectionRecord(std::span<const uint8_t> bytes,
                                                              const DecodeLimits& limits = {},
                                                              DecodeError* error = nullptr);
+
+StatusOr<VerifiedRecord> DecodeInjectionRecord(std::vector<uint8_t>&& bytes,
+                                               const DecodeLimits& limits = {},
+                                               DecodeError* error = nullptr) = delete;  // dangling
 
 }  // namespace keyline::schemas
