@@ -62,10 +62,10 @@ std::string_view DecodeErrorName(DecodeError error);
 struct DecodeLimits {
   // Buffers larger than this are refused before the Verifier runs. Default kMaxMessageBytes.
   size_t max_bytes = kMaxMessageBytes;
-  // Deepest nesting of tables and vectors accepted (ours nest at most 4 deep). Default 16.
+  // Deepest nesting of tables accepted (ours nest at most 3 deep). Default 16.
   uint32_t max_depth = 16;
   // Most tables the Verifier visits in one buffer; bounds the work a hostile buffer can cause.
-  // Default 100000 (a full 1 MiB StockBatch holds about 10000).
+  // Default 100000 (a full 1 MiB StockBatch holds about 4000).
   uint32_t max_tables = 100000;
 };
 

@@ -1,0 +1,184 @@
+// The wire layout as released, pinned at compile time: every field's position (its vtable slot)
+// and C++ type, and every enum value's number. A plant in the field reads exactly this.
+//
+// If one of these fails to compile, a change broke the VERSIONING RULES at the top of every
+// .fbs (a field moved, was removed or retyped; an enum value was renumbered). Undo it. The
+// only edit this file accepts is appending lines for fields and values appended to a schema.
+#include <type_traits>
+#include <utility>
+
+#include "keyline/schemas/message_types.h"
+
+namespace keyline {
+namespace {
+
+#define KEYLINE_PIN_FIELD(Table, field, FIELD, id, Type)                                   \
+  static_assert(wire::Table::VT_##FIELD == 4 + 2 * (id),                                   \
+                #Table "." #field " is no longer field " #id ": fields are append-only"); \
+  static_assert(std::is_same_v<decltype(std::declval<const wire::Table&>().field()), Type>, \
+                #Table "." #field " changed type: never retype a field")
+
+#define KEYLINE_PIN_ENUM(Enum, Name, value)                                        \
+  static_assert(static_cast<long long>(wire::Enum::Name) == (value),               \
+                #Enum "::" #Name " is no longer " #value ": enum values are append-only")
+
+// envelope.fbs
+KEYLINE_PIN_FIELD(Envelope, message_id, MESSAGE_ID, 0, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(Envelope, stream, STREAM, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(Envelope, sequence, SEQUENCE, 2, uint64_t);
+KEYLINE_PIN_FIELD(Envelope, type, TYPE, 3, wire::MessageType);
+KEYLINE_PIN_FIELD(Envelope, sender, SENDER, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(Envelope, created_at_us, CREATED_AT_US, 5, int64_t);
+KEYLINE_PIN_FIELD(Envelope, payload, PAYLOAD, 6, const flatbuffers::Vector<uint8_t>*);
+
+// kms_pks.fbs
+KEYLINE_PIN_FIELD(WrappedKeySet, key_set_id, KEY_SET_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(WrappedKeySet, wrapped, WRAPPED, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(WrappedKeySet, slots, SLOTS, 2, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(StockBatch, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StockBatch, batch_id, BATCH_ID, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StockBatch, plant, PLANT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StockBatch, product, PRODUCT, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StockBatch, key_sets, KEY_SETS, 4, const flatbuffers::Vector<flatbuffers::Offset<wire::WrappedKeySet>>*);
+KEYLINE_PIN_FIELD(StockRequest, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StockRequest, product, PRODUCT, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StockRequest, count, COUNT, 2, uint32_t);
+KEYLINE_PIN_FIELD(SlotLayout, slot, SLOT, 0, uint8_t);
+KEYLINE_PIN_FIELD(SlotLayout, auth_slot, AUTH_SLOT, 1, uint8_t);
+KEYLINE_PIN_FIELD(SlotLayout, counter, COUNTER, 2, uint32_t);
+KEYLINE_PIN_FIELD(SlotLayout, flags, FLAGS, 3, uint8_t);
+KEYLINE_PIN_FIELD(Product, name, NAME, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(Product, oem, OEM, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(Product, slots, SLOTS, 2, const flatbuffers::Vector<flatbuffers::Offset<wire::SlotLayout>>*);
+KEYLINE_PIN_FIELD(Product, flag_layout, FLAG_LAYOUT, 3, wire::SheFlagLayout);
+KEYLINE_PIN_FIELD(Product, transport_key_ref, TRANSPORT_KEY_REF, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(Product, min_stock, MIN_STOCK, 5, uint32_t);
+KEYLINE_PIN_FIELD(Product, target_stock, TARGET_STOCK, 6, uint32_t);
+KEYLINE_PIN_FIELD(Product, reservation_timeout_s, RESERVATION_TIMEOUT_S, 7, uint32_t);
+KEYLINE_PIN_FIELD(Station, station_id, STATION_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(Station, curve_public_key, CURVE_PUBLIC_KEY, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(SyncPolicy, mode, MODE, 0, wire::SyncMode);
+KEYLINE_PIN_FIELD(SyncPolicy, interval_s, INTERVAL_S, 1, uint32_t);
+KEYLINE_PIN_FIELD(ConfigUpdate, version, VERSION, 0, uint64_t);
+KEYLINE_PIN_FIELD(ConfigUpdate, plant, PLANT, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(ConfigUpdate, products, PRODUCTS, 2, const flatbuffers::Vector<flatbuffers::Offset<wire::Product>>*);
+KEYLINE_PIN_FIELD(ConfigUpdate, stations, STATIONS, 3, const flatbuffers::Vector<flatbuffers::Offset<wire::Station>>*);
+KEYLINE_PIN_FIELD(ConfigUpdate, sync, SYNC, 4, const wire::SyncPolicy*);
+KEYLINE_PIN_FIELD(VerificationRequest, barrier_id, BARRIER_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(VerificationRequest, oem, OEM, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(VerificationWatermark, barrier_id, BARRIER_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(VerificationWatermark, last_record_sequence, LAST_RECORD_SEQUENCE, 1, uint64_t);
+KEYLINE_PIN_FIELD(ProductStock, product, PRODUCT, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(ProductStock, in_stock, IN_STOCK, 1, uint64_t);
+KEYLINE_PIN_FIELD(ProductStock, reserved, RESERVED, 2, uint64_t);
+KEYLINE_PIN_FIELD(ProductStock, requested, REQUESTED, 3, uint64_t);
+KEYLINE_PIN_FIELD(ProductStock, injected, INJECTED, 4, uint64_t);
+KEYLINE_PIN_FIELD(ProductStock, burned, BURNED, 5, uint64_t);
+KEYLINE_PIN_FIELD(QueueDepth, peer, PEER, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(QueueDepth, stream, STREAM, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(QueueDepth, depth, DEPTH, 2, uint64_t);
+KEYLINE_PIN_FIELD(QueueDepth, oldest_age_s, OLDEST_AGE_S, 3, uint32_t);
+KEYLINE_PIN_FIELD(PlantStatus, plant, PLANT, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantStatus, config_version, CONFIG_VERSION, 1, uint64_t);
+KEYLINE_PIN_FIELD(PlantStatus, stock, STOCK, 2, const flatbuffers::Vector<flatbuffers::Offset<wire::ProductStock>>*);
+KEYLINE_PIN_FIELD(PlantStatus, queues, QUEUES, 3, const flatbuffers::Vector<flatbuffers::Offset<wire::QueueDepth>>*);
+
+// pks_injector.fbs
+KEYLINE_PIN_FIELD(KeyPackageRequest, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackageRequest, station, STATION, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackageRequest, product, PRODUCT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackageRequest, ecu_uid, ECU_UID, 3, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(PackageError, code, CODE, 0, wire::PackageErrorCode);
+KEYLINE_PIN_FIELD(PackageError, message, MESSAGE, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PackageSlot, slot, SLOT, 0, uint8_t);
+KEYLINE_PIN_FIELD(PackageSlot, auth_slot, AUTH_SLOT, 1, uint8_t);
+KEYLINE_PIN_FIELD(PackageSlot, counter, COUNTER, 2, uint32_t);
+KEYLINE_PIN_FIELD(PackageSlot, flags, FLAGS, 3, uint8_t);
+KEYLINE_PIN_FIELD(PackageSlot, m1, M1, 4, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(PackageSlot, m2, M2, 5, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(PackageSlot, m3, M3, 6, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(KeyPackage, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackage, package_id, PACKAGE_ID, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackage, key_set_id, KEY_SET_ID, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackage, product, PRODUCT, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(KeyPackage, ecu_uid, ECU_UID, 4, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(KeyPackage, deadline_us, DEADLINE_US, 5, int64_t);
+KEYLINE_PIN_FIELD(KeyPackage, slots, SLOTS, 6, const flatbuffers::Vector<flatbuffers::Offset<wire::PackageSlot>>*);
+KEYLINE_PIN_FIELD(KeyPackage, error, ERROR, 7, const wire::PackageError*);
+KEYLINE_PIN_FIELD(ResultSlot, slot, SLOT, 0, uint8_t);
+KEYLINE_PIN_FIELD(ResultSlot, m4, M4, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(ResultSlot, m5, M5, 2, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(ResultSlot, ecu_error, ECU_ERROR, 3, wire::EcuError);
+KEYLINE_PIN_FIELD(ResultSlot, attempts, ATTEMPTS, 4, uint16_t);
+KEYLINE_PIN_FIELD(InjectionResult, package_id, PACKAGE_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionResult, ecu_uid, ECU_UID, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(InjectionResult, slots, SLOTS, 2, const flatbuffers::Vector<flatbuffers::Offset<wire::ResultSlot>>*);
+KEYLINE_PIN_FIELD(InjectionResult, attempts, ATTEMPTS, 3, uint16_t);
+KEYLINE_PIN_FIELD(InjectionResult, finished_at_us, FINISHED_AT_US, 4, int64_t);
+
+// records.fbs
+KEYLINE_PIN_FIELD(RecordSlot, slot, SLOT, 0, uint8_t);
+KEYLINE_PIN_FIELD(RecordSlot, auth_slot, AUTH_SLOT, 1, uint8_t);
+KEYLINE_PIN_FIELD(RecordSlot, counter, COUNTER, 2, uint32_t);
+KEYLINE_PIN_FIELD(RecordSlot, flags, FLAGS, 3, uint8_t);
+KEYLINE_PIN_FIELD(RecordSlot, m4, M4, 4, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(RecordSlot, m5, M5, 5, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, record_sequence, RECORD_SEQUENCE, 0, uint64_t);
+KEYLINE_PIN_FIELD(InjectionRecordBody, plant, PLANT, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, station, STATION, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, product, PRODUCT, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, key_set_id, KEY_SET_ID, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, ecu_uid, ECU_UID, 5, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, outcome, OUTCOME, 6, wire::RecordOutcome);
+KEYLINE_PIN_FIELD(InjectionRecordBody, burn_reason, BURN_REASON, 7, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, injected_at_us, INJECTED_AT_US, 8, int64_t);
+KEYLINE_PIN_FIELD(InjectionRecordBody, slots, SLOTS, 9, const flatbuffers::Vector<flatbuffers::Offset<wire::RecordSlot>>*);
+KEYLINE_PIN_FIELD(InjectionRecord, body, BODY, 0, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(InjectionRecord, signer, SIGNER, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecord, signature, SIGNATURE, 2, const flatbuffers::Vector<uint8_t>*);
+
+// Enum values
+KEYLINE_PIN_ENUM(MessageType, NONE, 0);
+KEYLINE_PIN_ENUM(MessageType, StockBatch, 1);
+KEYLINE_PIN_ENUM(MessageType, ConfigUpdate, 2);
+KEYLINE_PIN_ENUM(MessageType, VerificationRequest, 3);
+KEYLINE_PIN_ENUM(MessageType, StockRequest, 4);
+KEYLINE_PIN_ENUM(MessageType, InjectionRecord, 5);
+KEYLINE_PIN_ENUM(MessageType, PlantStatus, 6);
+KEYLINE_PIN_ENUM(MessageType, VerificationWatermark, 7);
+KEYLINE_PIN_ENUM(MessageType, KeyPackageRequest, 8);
+KEYLINE_PIN_ENUM(MessageType, KeyPackage, 9);
+KEYLINE_PIN_ENUM(MessageType, InjectionResult, 10);
+KEYLINE_PIN_ENUM(SheFlagLayout, UNSPECIFIED, 0);
+KEYLINE_PIN_ENUM(SheFlagLayout, SHE_CLASSIC, 1);
+KEYLINE_PIN_ENUM(SheFlagLayout, SHE_PLUS, 2);
+KEYLINE_PIN_ENUM(SyncMode, UNSPECIFIED, 0);
+KEYLINE_PIN_ENUM(SyncMode, CONTINUOUS, 1);
+KEYLINE_PIN_ENUM(SyncMode, INTERVAL, 2);
+KEYLINE_PIN_ENUM(PackageErrorCode, UNSPECIFIED, 0);
+KEYLINE_PIN_ENUM(PackageErrorCode, OUT_OF_STOCK, 1);
+KEYLINE_PIN_ENUM(PackageErrorCode, UNKNOWN_PRODUCT, 2);
+KEYLINE_PIN_ENUM(PackageErrorCode, UNKNOWN_STATION, 3);
+KEYLINE_PIN_ENUM(PackageErrorCode, BAD_UID, 4);
+KEYLINE_PIN_ENUM(PackageErrorCode, RESERVATION_BURNED, 5);
+KEYLINE_PIN_ENUM(PackageErrorCode, INTERNAL, 6);
+KEYLINE_PIN_ENUM(PackageErrorCode, BAD_REQUEST, 7);
+KEYLINE_PIN_ENUM(EcuError, NONE, 0);
+KEYLINE_PIN_ENUM(EcuError, KEY_UPDATE_ERROR, 1);
+KEYLINE_PIN_ENUM(EcuError, WRITE_PROTECTED, 2);
+KEYLINE_PIN_ENUM(EcuError, COUNTER_NOT_LARGER, 3);
+KEYLINE_PIN_ENUM(EcuError, TIMEOUT, 4);
+KEYLINE_PIN_ENUM(EcuError, NO_ANSWER, 5);
+KEYLINE_PIN_ENUM(EcuError, KEY_INVALID, 6);
+KEYLINE_PIN_ENUM(EcuError, GENERAL_ERROR, 7);
+KEYLINE_PIN_ENUM(EcuError, WRONG_PROOF, 8);
+KEYLINE_PIN_ENUM(EcuError, NOT_ATTEMPTED, 9);
+KEYLINE_PIN_ENUM(RecordOutcome, UNSPECIFIED, 0);
+KEYLINE_PIN_ENUM(RecordOutcome, INJECTED, 1);
+KEYLINE_PIN_ENUM(RecordOutcome, BURNED, 2);
+
+#undef KEYLINE_PIN_FIELD
+#undef KEYLINE_PIN_ENUM
+
+}  // namespace
+}  // namespace keyline
