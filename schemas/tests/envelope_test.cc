@@ -87,6 +87,33 @@ BOOST_AUTO_TEST_CASE(PayloadIsEightByteAlignedInTheEnvelope) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(PayloadPlacedWithoutAlignmentStillDecodesAndReads) {
+  // A sender that writes the payload with a plain CreateVector (4-byte aligned) is still
+  // understood: the Verifier checks alignment relative to the payload, and FlatBuffers reads
+  // scalars without assuming address alignment (UBSan in the test build would object).
+  const std::vector<uint8_t> payload = Sample<wire::VerificationWatermark>();
+  bool found_misaligned = false;
+  for (int padding = 0; padding < 8 && !found_misaligned; ++padding) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto stream = fbb.CreateString(std::string(static_cast<size_t>(padding), 's'));
+    auto payload_offset = fbb.CreateVector(payload.data(), payload.size());
+    auto id = CreateBytes(fbb, Counting(kMessageIdBytes, 0));
+    fbb.Finish(wire::CreateEnvelope(fbb, id, stream, 1, wire::MessageType::VerificationWatermark, 0,
+                                    0, payload_offset));
+    const std::vector<uint8_t> bytes(fbb.GetBufferPointer(),
+                                     fbb.GetBufferPointer() + fbb.GetSize());
+    StatusOr<VerifiedEnvelope> decoded = DecodeEnvelope(bytes);
+    BOOST_REQUIRE_MESSAGE(decoded.ok(), decoded.status().ToString());
+    if ((decoded->payload.data() - bytes.data()) % 8 == 0) continue;
+    found_misaligned = true;
+    StatusOr<const wire::VerificationWatermark*> watermark =
+        PayloadAs<wire::VerificationWatermark>(*decoded);
+    BOOST_REQUIRE(watermark.ok());
+    BOOST_TEST((*watermark)->last_record_sequence() == 123456789u);
+  }
+  BOOST_TEST(found_misaligned);
+}
+
 BOOST_AUTO_TEST_CASE(UnknownMessageTypeIsRejectedAsUnknown) {
   for (uint16_t type : {uint16_t{11}, uint16_t{4242}, uint16_t{65535}}) {
     RawEnvelope raw;
