@@ -1,0 +1,193 @@
+#include <boost/test/unit_test.hpp>
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "custody_checks.h"
+#include "keyline/hsm/pkcs11_custody.h"
+#include "keyline/hsm/software_custody.h"
+#include "softhsm_fixture.h"
+
+namespace keyline::hsm {
+namespace {
+
+using testing::TokenOptions;
+
+std::unique_ptr<KeyCustody> OpenToken(const char* label) {
+  return KL_VALUE(CreatePkcs11Custody(TokenOptions(label)));
+}
+
+std::string RandomHex(std::mt19937_64& rng, size_t bytes) {
+  std::vector<uint8_t> data(bytes);
+  for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
+  return ToHex(data);
+}
+
+BOOST_AUTO_TEST_SUITE(Pkcs11CustodyTests)
+
+BOOST_AUTO_TEST_CASE(Pkcs11BackendReproducesKnownAnswerVector) {
+  auto token = OpenToken(testing::kTokenA);
+  testing::CheckKnownAnswer(*token);
+}
+
+BOOST_AUTO_TEST_CASE(BackendsAgreeOnThousandRandomCases) {
+  const uint64_t seed = 20261125;
+  BOOST_TEST_MESSAGE("seed " << seed);
+  std::mt19937_64 rng(seed);
+  auto software = KL_VALUE(CreateSoftwareCustody({}));
+  auto token = OpenToken(testing::kTokenA);
+  for (int i = 0; i < 1000; ++i) {
+    std::string auth_hex = RandomHex(rng, 16);
+    std::string new_hex = RandomHex(rng, 16);
+    SheLoadRequest sw_request;
+    sw_request.fields.slot = static_cast<uint8_t>(rng() % 16);
+    sw_request.fields.auth_slot = static_cast<uint8_t>(rng() % 16);
+    sw_request.fields.counter = static_cast<uint32_t>(rng() % (kSheMaxCounter + 1));
+    sw_request.flags = static_cast<uint8_t>(rng() % 32);
+    for (uint8_t& b : sw_request.fields.uid) b = static_cast<uint8_t>(rng());
+    sw_request.fields.uid[0] |= 1;  // never the wildcard
+    SheLoadRequest p11_request = sw_request;
+    sw_request.auth_key = KL_VALUE(software->ImportKeyFromHex(KeyKind::kAes128, auth_hex, "a"));
+    sw_request.new_key = KL_VALUE(software->ImportKeyFromHex(KeyKind::kAes128, new_hex, "n"));
+    p11_request.auth_key = KL_VALUE(token->ImportKeyFromHex(KeyKind::kAes128, auth_hex, "a"));
+    p11_request.new_key = KL_VALUE(token->ImportKeyFromHex(KeyKind::kAes128, new_hex, "n"));
+
+    SheLoadMessages sw = KL_VALUE(software->ComputeSheLoad(sw_request));
+    SheLoadMessages p11 = KL_VALUE(token->ComputeSheLoad(p11_request));
+    SheProof sw_proof = KL_VALUE(software->ComputeSheProof(sw_request.new_key, sw_request.fields));
+    SheProof p11_proof = KL_VALUE(token->ComputeSheProof(p11_request.new_key, p11_request.fields));
+    bool same = sw.m1 == p11.m1 && sw.m2 == p11.m2 && sw.m3 == p11.m3 &&
+                sw_proof.m4 == p11_proof.m4 && sw_proof.m5 == p11_proof.m5;
+    BOOST_TEST_REQUIRE(same, "case " << i << " (seed " << seed << ") differs");
+    // Each backend accepts the other's proof.
+    SheProofCheck check = KL_VALUE(token->CheckSheProof(p11_request.new_key, sw_proof));
+    BOOST_TEST_REQUIRE(check.Proves(sw_request.fields.uid, sw_request.fields.slot,
+                                    sw_request.fields.counter), "case " << i);
+    for (KeyHandle h : {sw_request.auth_key, sw_request.new_key}) KL_REQUIRE_OK(software->DestroyKey(h));
+    for (KeyHandle h : {p11_request.auth_key, p11_request.new_key}) KL_REQUIRE_OK(token->DestroyKey(h));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(StoredKeyUnwrapsInALaterSession) {
+  WrappedKey blob;
+  std::string kcv;
+  {
+    auto token = OpenToken(testing::kTokenA);
+    KeyHandle key = KL_VALUE(token->GenerateKey(KeyKind::kAes128));
+    kcv = ToHex(KL_VALUE(token->KeyCheckValue(key)));
+    blob = KL_VALUE(token->WrapForStorage(key, "keyset/9/slot/1"));
+  }
+  auto token = OpenToken(testing::kTokenA);
+  KeyHandle back = KL_VALUE(token->UnwrapFromStorage(blob, "keyset/9/slot/1"));
+  BOOST_TEST(ToHex(KL_VALUE(token->KeyCheckValue(back))) == kcv);
+  BOOST_TEST(token->UnwrapFromStorage(blob, "keyset/9/slot/2").status().code() == StatusCode::kDataLoss);
+  // Another token has another KEK.
+  auto other = OpenToken(testing::kTokenB);
+  BOOST_TEST(other->UnwrapFromStorage(blob, "keyset/9/slot/1").status().code() ==
+             StatusCode::kFailedPrecondition);
+}
+
+BOOST_AUTO_TEST_CASE(EveryFlippedBitOfAStoredKeyIsDetected) {
+  auto token = OpenToken(testing::kTokenA);
+  KeyHandle key = KL_VALUE(token->GenerateKey(KeyKind::kAes128));
+  WrappedKey blob = KL_VALUE(token->WrapForStorage(key, "c"));
+  for (size_t bit = 0; bit < blob.bytes.size() * 8; ++bit) {
+    WrappedKey bad = blob;
+    bad.bytes[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    BOOST_TEST_REQUIRE(!token->UnwrapFromStorage(bad, "c").ok(), "bit " << bit);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(NamedSigningKeyStaysOnTheTokenAndSigns) {
+  PublicKey first;
+  {
+    auto token = OpenToken(testing::kTokenA);
+    KeyHandle key = KL_VALUE(token->GetOrCreateNamedKey("pks-signing", KeyKind::kEd25519));
+    first = KL_VALUE(token->GetPublicKey(key));
+    BOOST_TEST(token->WrapForStorage(key, "c").status().code() == StatusCode::kUnimplemented);
+  }
+  auto token = OpenToken(testing::kTokenA);
+  KeyHandle key = KL_VALUE(token->GetOrCreateNamedKey("pks-signing", KeyKind::kEd25519));
+  BOOST_TEST((KL_VALUE(token->GetPublicKey(key)) == first));
+  std::vector<uint8_t> record = {'r', 'e', 'c'};
+  Signature signature = KL_VALUE(token->Sign(key, record));
+  KL_REQUIRE_OK(VerifySignature(first, record, signature));
+  record[0] ^= 1;
+  BOOST_TEST(VerifySignature(first, record, signature).code() == StatusCode::kUnauthenticated);
+  Signature on_empty = KL_VALUE(token->Sign(key, std::vector<uint8_t>{}));
+  KL_REQUIRE_OK(VerifySignature(first, std::vector<uint8_t>{}, on_empty));
+}
+
+BOOST_AUTO_TEST_CASE(KeySetFromSoftwareKmsOpensOnTokenOfPlantAOnly) {
+  auto kms = KL_VALUE(CreateSoftwareCustody({}));
+  auto plant_a = OpenToken(testing::kTokenA);
+  auto plant_b = OpenToken(testing::kTokenB);
+  KeyHandle a_key = KL_VALUE(plant_a->GetOrCreateNamedKey("plant", KeyKind::kX25519));
+  KeyHandle b_key = KL_VALUE(plant_b->GetOrCreateNamedKey("plant", KeyKind::kX25519));
+  std::vector<KeyHandle> keys = {KL_VALUE(kms->GenerateKey(KeyKind::kAes128)),
+                                 KL_VALUE(kms->GenerateKey(KeyKind::kAes128))};
+  WrappedKeySet set = KL_VALUE(kms->WrapForPeer(keys, KL_VALUE(plant_a->GetPublicKey(a_key)), "batch/1"));
+  std::vector<KeyHandle> opened = KL_VALUE(plant_a->UnwrapFromPeer(a_key, set, "batch/1"));
+  BOOST_REQUIRE(opened.size() == 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    BOOST_TEST(ToHex(KL_VALUE(plant_a->KeyCheckValue(opened[i]))) ==
+               ToHex(KL_VALUE(kms->KeyCheckValue(keys[i]))));
+  }
+  BOOST_TEST(plant_b->UnwrapFromPeer(b_key, set, "batch/1").status().code() ==
+             StatusCode::kPermissionDenied);
+  // And back: the token wraps for a software peer.
+  auto software_peer = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle peer_key = KL_VALUE(software_peer->GenerateKey(KeyKind::kX25519));
+  WrappedKeySet back = KL_VALUE(plant_a->WrapForPeer(opened, KL_VALUE(software_peer->GetPublicKey(peer_key)), "x"));
+  BOOST_TEST(KL_VALUE(software_peer->UnwrapFromPeer(peer_key, back, "x")).size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(WrongPinIsAClearError) {
+  Pkcs11CustodyOptions options = TokenOptions(testing::kTokenB);
+  ::setenv("KEYLINE_TEST_WRONG_PIN", "000000", 1);
+  options.pin_env_var = "KEYLINE_TEST_WRONG_PIN";
+  auto result = CreatePkcs11Custody(options);
+  BOOST_TEST(result.status().code() == StatusCode::kUnauthenticated);
+  BOOST_TEST(result.status().message().find("wrong PIN") != std::string::npos);
+  BOOST_TEST(result.status().message().find("000000") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(UnknownTokenNamesTheTokensPresent) {
+  auto result = CreatePkcs11Custody(TokenOptions("no-such-token"));
+  BOOST_TEST(result.status().code() == StatusCode::kNotFound);
+  BOOST_TEST(result.status().message().find("'plant-a'") != std::string::npos,
+             result.status().message());
+}
+
+BOOST_AUTO_TEST_CASE(PinMustComeFromExactlyOneSource) {
+  Pkcs11CustodyOptions options = TokenOptions(testing::kTokenA);
+  options.pin_env_var.reset();
+  BOOST_TEST(CreatePkcs11Custody(options).status().code() == StatusCode::kInvalidArgument);
+  testing::TempDir dir;
+  std::ofstream(dir.path() / "pin") << "123456\n";
+  options.pin_file = dir.path() / "pin";
+  BOOST_TEST(CreatePkcs11Custody(options).ok());
+}
+
+BOOST_AUTO_TEST_CASE(MissingModuleIsAClearError) {
+  Pkcs11CustodyOptions options = TokenOptions(testing::kTokenA);
+  options.module_path = "/nonexistent/libpkcs11.so";
+  auto result = CreatePkcs11Custody(options);
+  BOOST_TEST(result.status().code() == StatusCode::kNotFound);
+  BOOST_TEST(result.status().message().find("/nonexistent/libpkcs11.so") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(LimitationsAreStatedNotHidden) {
+  auto token = OpenToken(testing::kTokenA);
+  CustodyInfo info = token->Info();
+  BOOST_TEST(info.backend == "pkcs11");
+  BOOST_TEST(info.limitations.size() == 2u);
+  BOOST_TEST(info.description.find("plant-a") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+}  // namespace keyline::hsm
