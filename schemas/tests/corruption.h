@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <span>
