@@ -1,0 +1,84 @@
+#include <boost/test/unit_test.hpp>
+#include <flatbuffers/flatbuffers.h>
+
+#include "keyline/broker/database.h"
+#include "keyline/broker/message_store.h"
+#include "keyline/broker/queue_inspector.h"
+#include "keyline/wire/envelope_generated.h"
+#include "keyline/wire/kms_pks_generated.h"
+#include "test_dir.h"
+
+namespace keyline::broker {
+namespace {
+
+using testing::TestDir;
+
+std::vector<uint8_t> StockRequestBytes(uint32_t count) {
+  flatbuffers::FlatBufferBuilder builder;
+  builder.Finish(wire::CreateStockRequest(builder, builder.CreateString("req-1"),
+                                          builder.CreateString("ecu-a"), count));
+  return {builder.GetBufferPointer(), builder.GetBufferPointer() + builder.GetSize()};
+}
+
+BOOST_AUTO_TEST_SUITE(QueueInspectorTests)
+
+BOOST_AUTO_TEST_CASE(ShowsQueuesOfARunningServiceWithoutStoppingIt) {
+  TestDir dir;
+  auto database = Database::Open({.path = dir.path() / "db"});
+  BOOST_REQUIRE(database.ok());
+  auto store = MessageStore::Open(database->get(), {.self = "plant-a"});
+  BOOST_REQUIRE(store.ok());
+  const QueueId stock{"kms", "stock"};
+  for (uint32_t i = 1; i <= 3; ++i) {
+    BOOST_REQUIRE((*store)->Commit([&](WriteContext& write) -> Status {
+      return write.Send(stock, wire::MessageType::StockRequest, StockRequestBytes(i)).status();
+    }).ok());
+  }
+  BOOST_REQUIRE((*store)->Commit([](WriteContext& write) -> Status {
+    write.MarkApplied({"kms", "config"}, 4);
+    return Status::Ok();
+  }).ok());
+  (*store)->Acknowledge(stock, 1);
+  BOOST_REQUIRE((*store)->Commit([](WriteContext&) { return Status::Ok(); }).ok());
+
+  // The primary stays open: the inspector reads it as a secondary instance.
+  auto inspector = QueueInspector::Open(dir.path());
+  BOOST_REQUIRE_MESSAGE(inspector.ok(), inspector.status().ToString());
+  auto outbound = (*inspector)->Outbound();
+  BOOST_REQUIRE(outbound.ok());
+  BOOST_REQUIRE(outbound->size() == 1u);
+  BOOST_TEST((*outbound)[0].queue.ToString() == "kms/stock");
+  BOOST_TEST((*outbound)[0].depth == 2u);
+  BOOST_TEST((*outbound)[0].acked_through == 1u);
+  BOOST_TEST((*outbound)[0].last_sequence == 3u);
+  BOOST_TEST((*outbound)[0].bytes > 0u);
+  BOOST_TEST((*outbound)[0].oldest_created_us > 0);
+
+  auto inbound = (*inspector)->Inbound();
+  BOOST_REQUIRE(inbound.ok());
+  BOOST_REQUIRE(inbound->size() == 1u);
+  BOOST_TEST((*inbound)[0].from.ToString() == "kms/config");
+  BOOST_TEST((*inbound)[0].applied_through == 4u);
+
+  auto messages = (*inspector)->Peek(stock, 10);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 2u);
+  BOOST_TEST((*messages)[0].sequence == 2u);
+  BOOST_TEST((*messages)[0].verified);
+  BOOST_TEST((*messages)[0].type == "StockRequest");
+  BOOST_TEST((*messages)[0].sender == "plant-a");
+  BOOST_TEST((*messages)[0].message_id.size() == 32u);
+}
+
+BOOST_AUTO_TEST_CASE(ADirWithoutKeylineDataIsAClearError) {
+  TestDir dir;
+  auto inspector = QueueInspector::Open(dir.path());
+  BOOST_TEST(inspector.status().code() == StatusCode::kNotFound);
+  BOOST_TEST(inspector.status().message() ==
+             dir.path().string() + " holds no Keyline data (no RocksDB database there or in db/)");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+}  // namespace keyline::broker
