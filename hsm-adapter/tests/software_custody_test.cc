@@ -1,6 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +54,40 @@ BOOST_AUTO_TEST_CASE(StoredKeyUnwrapsToTheSameKey) {
   KeyHandle back = KL_VALUE(custody->UnwrapFromStorage(blob, "keyset/1/slot/1"));
   BOOST_TEST(back.id != key.id);
   BOOST_TEST(Kcv(*custody, back) == Kcv(*custody, key));
+}
+
+BOOST_AUTO_TEST_CASE(StoredKeyPairsKeepTheirPublicKeys) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  for (KeyKind kind : {KeyKind::kEd25519, KeyKind::kX25519}) {
+    KeyHandle key = KL_VALUE(custody->GenerateKey(kind));
+    WrappedKey blob = KL_VALUE(custody->WrapForStorage(key, "pair"));
+    KeyHandle back = KL_VALUE(custody->UnwrapFromStorage(blob, "pair"));
+    BOOST_TEST((back.kind == kind));
+    BOOST_TEST((KL_VALUE(custody->GetPublicKey(back)) == KL_VALUE(custody->GetPublicKey(key))));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(ConcurrentCallersGetConsistentAnswers) {
+  auto custody = KL_VALUE(CreateSoftwareCustody({}));
+  KeyHandle auth = KL_VALUE(custody->ImportKeyFromHex(KeyKind::kAes128, testing::kKatAuthKey, "a"));
+  KeyHandle fresh = KL_VALUE(custody->ImportKeyFromHex(KeyKind::kAes128, testing::kKatNewKey, "n"));
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 500; ++i) {
+        auto m = custody->ComputeSheLoad({auth, fresh, testing::KatFields(), 0});
+        auto key = custody->GenerateKey(KeyKind::kAes128);
+        if (!m.ok() || ToHex(m->m3) != testing::kKatM3 || !key.ok() ||
+            !custody->DestroyKey(*key).ok()) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  BOOST_TEST(wrong.load() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(KeyCheckValueMatchesTheStandardDefinition) {

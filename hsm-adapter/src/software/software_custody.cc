@@ -270,7 +270,8 @@ class SoftwareCustody final : public KeyCustody {
     std::array<uint8_t, 48> m1m2;
     std::memcpy(m1m2.data(), out.m1.data(), 16);
     std::memcpy(m1m2.data() + 16, out.m2.data(), 32);
-    RETURN_IF_ERROR(CmacOfLocked(*auth_she).Compute(m1m2, out.m3));
+    ASSIGN_OR_RETURN(AesCmac * cmac, CmacOfLocked(*auth_she));
+    RETURN_IF_ERROR(cmac->Compute(m1m2, out.m3));
     return out;
   }
 
@@ -288,7 +289,8 @@ class SoftwareCustody final : public KeyCustody {
     }
     std::memcpy(out.m4.data(), header.data(), 16);
     RETURN_IF_ERROR(she->ecb_kenc->Run(plain, std::span<uint8_t>(out.m4.data() + 16, 16)));
-    RETURN_IF_ERROR(CmacOfLocked(*she).Compute(out.m4, out.m5));
+    ASSIGN_OR_RETURN(AesCmac * cmac, CmacOfLocked(*she));
+    RETURN_IF_ERROR(cmac->Compute(out.m4, out.m5));
     return out;
   }
 
@@ -299,7 +301,8 @@ class SoftwareCustody final : public KeyCustody {
     SheProofCheck check;
     DecodeM4Header(std::span<const uint8_t, 16>(proof.m4.data(), 16), check);
     std::array<uint8_t, 16> expected_m5;
-    RETURN_IF_ERROR(CmacOfLocked(*she).Compute(proof.m4, expected_m5));
+    ASSIGN_OR_RETURN(AesCmac * cmac, CmacOfLocked(*she));
+    RETURN_IF_ERROR(cmac->Compute(proof.m4, expected_m5));
     bool mac_ok = sodium_memcmp(expected_m5.data(), proof.m5.data(), 16) == 0;
     if (!she->ecb_kenc_dec) {
       she->ecb_kenc_dec =
@@ -443,13 +446,13 @@ class SoftwareCustody final : public KeyCustody {
     return entry.she.get();
   }
 
-  AesCmac& CmacOfLocked(SheState& she) {
+  StatusOr<AesCmac*> CmacOfLocked(SheState& she) {
     if (!she.cmac_kmac) {
-      she.cmac_kmac = std::make_unique<AesCmac>();
-      // Setting a 16-byte key on a fresh context fails only on library breakage.
-      if (!she.cmac_kmac->SetKey(she.kmac()).ok()) std::abort();
+      auto cmac = std::make_unique<AesCmac>();
+      RETURN_IF_ERROR(cmac->SetKey(she.kmac()));
+      she.cmac_kmac = std::move(cmac);
     }
-    return *she.cmac_kmac;
+    return she.cmac_kmac.get();
   }
 
   const uint32_t custody_id_;
