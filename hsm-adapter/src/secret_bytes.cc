@@ -4,17 +4,81 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 #include <string>
 #include <utility>
 
 namespace keyline::hsm::internal {
 
+namespace {
+
+// Small secrets (keys, derived keys: at most 64 bytes) come from slabs: 64 KiB regions of
+// guarded memory (sodium_malloc: guard pages, mlock, excluded from core dumps), cut into slots
+// of 16, 32 or 64 bytes and wiped when a slot is returned. One sodium_malloc per key would
+// cost five system calls and four pages per 16-byte key. Slabs are never unmapped: the
+// process keeps its peak number of live keys' worth of locked memory.
+constexpr size_t kSlabChunk = 64 * 1024;
+constexpr size_t kSlabClasses[] = {16, 32, 64};
+constexpr size_t kSlabMax = 64;
+
+class SecretSlab {
+ public:
+  uint8_t* Allocate(size_t size) {
+    size_t c = ClassOf(size);
+    std::lock_guard lock(mu_);
+    std::vector<uint8_t*>& free = free_[c];
+    if (free.empty()) {
+      auto* chunk = static_cast<uint8_t*>(sodium_malloc(kSlabChunk));
+      if (chunk == nullptr) std::abort();
+      for (size_t offset = 0; offset + kSlabClasses[c] <= kSlabChunk; offset += kSlabClasses[c]) {
+        free.push_back(chunk + offset);
+      }
+    }
+    uint8_t* slot = free.back();
+    free.pop_back();
+    return slot;
+  }
+  void Release(uint8_t* slot, size_t size) {
+    size_t c = ClassOf(size);
+    sodium_memzero(slot, kSlabClasses[c]);
+    std::lock_guard lock(mu_);
+    free_[c].push_back(slot);
+  }
+
+ private:
+  static size_t ClassOf(size_t size) { return size <= 16 ? 0 : size <= 32 ? 1 : 2; }
+  std::mutex mu_;
+  std::vector<uint8_t*> free_[3];
+};
+
+SecretSlab& Slab() {
+  static auto* slab = new SecretSlab();  // never destroyed: secrets may outlive static teardown
+  return *slab;
+}
+
+uint8_t* AllocateSecret(size_t size) {
+  if (sodium_init() < 0) std::abort();
+  uint8_t* data = size <= kSlabMax ? Slab().Allocate(size) : static_cast<uint8_t*>(sodium_malloc(size));
+  if (data == nullptr) std::abort();
+  sodium_memzero(data, size);
+  return data;
+}
+
+void FreeSecret(uint8_t* data, size_t size) {
+  if (data == nullptr) return;
+  if (size <= kSlabMax) {
+    Slab().Release(data, size);
+  } else {
+    sodium_free(data);  // wipes before unmapping
+  }
+}
+
+}  // namespace
+
 SecretBytes::SecretBytes(size_t size) : size_(size) {
   if (size == 0) return;
-  if (sodium_init() < 0) std::abort();
-  data_ = static_cast<uint8_t*>(sodium_malloc(size));
-  if (data_ == nullptr) std::abort();
-  sodium_memzero(data_, size);
+  data_ = AllocateSecret(size);
 }
 
 SecretBytes SecretBytes::CopyOf(std::span<const uint8_t> bytes) {
@@ -23,16 +87,14 @@ SecretBytes SecretBytes::CopyOf(std::span<const uint8_t> bytes) {
   return out;
 }
 
-SecretBytes::~SecretBytes() {
-  if (data_ != nullptr) sodium_free(data_);  // sodium_free wipes before unmapping
-}
+SecretBytes::~SecretBytes() { FreeSecret(data_, size_); }
 
 SecretBytes::SecretBytes(SecretBytes&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
 
 SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
   if (this != &other) {
-    if (data_ != nullptr) sodium_free(data_);
+    FreeSecret(data_, size_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
   }

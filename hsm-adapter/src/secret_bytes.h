@@ -1,5 +1,7 @@
 // SecretBytes: key material in libsodium guarded memory (guard pages, mlock, no core dumps),
 // wiped when freed. Move-only, never printed. Lives only inside hsm-adapter.
+// Secrets up to 64 bytes share guarded slabs (see secret_bytes.cc); larger ones get their own
+// sodium_malloc region.
 #pragma once
 
 #include <cstddef>
