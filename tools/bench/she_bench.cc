@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -84,6 +85,9 @@ StatusOr<std::unique_ptr<KeyCustody>> OpenBackend(const SheBenchArgs& args, Temp
     return hsm::CreateSoftwareCustody(options);
   }
   if (args.backend == "pkcs11") {
+    if (args.token_label.empty()) {
+      return InvalidArgumentError("--token-label is required with --backend pkcs11");
+    }
     hsm::Pkcs11CustodyOptions options;
     options.module_path = args.module;
     options.token_label = args.token_label;

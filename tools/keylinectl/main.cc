@@ -2,6 +2,7 @@
 // line on stderr with exit status 2.
 #include <CLI/CLI.hpp>
 
+#include <cctype>
 #include <iostream>
 #include <string>
 
@@ -18,6 +19,30 @@ void CommandContext::Fail(int code, std::string_view message) {
   exit_code = code;
 }
 
+namespace {
+
+// CLI11 quotes unexpected arguments in its errors, and a mistyped option name puts a key's hex
+// there. Runs of 32 or more hex digits (a key, or longer) are redacted from parse errors.
+std::string RedactHexRuns(std::string_view text) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = i;
+    while (j < text.size() && std::isxdigit(static_cast<unsigned char>(text[j]))) ++j;
+    if (j - i >= 32) {
+      out += "<" + std::to_string(j - i) + " hex digits>";
+      i = j;
+    } else if (j > i) {
+      out.append(text.substr(i, j - i));
+      i = j;
+    } else {
+      out.push_back(text[i++]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 }  // namespace keyline::keylinectl
 
 int main(int argc, char** argv) {
@@ -30,7 +55,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    context.Fail(keyline::keylinectl::kExitUsage, e.what());
+    context.Fail(keyline::keylinectl::kExitUsage, keyline::keylinectl::RedactHexRuns(e.what()));
   }
   return context.exit_code;
 }

@@ -170,6 +170,16 @@ BOOST_AUTO_TEST_CASE(WildcardUidNeedsTheFlag) {
   BOOST_TEST(run.out.rfind("M1 = 00000000000000000000000000000041\n", 0) == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(MistypedOptionDoesNotEchoTheKey) {
+  std::vector<std::string> args = kKnownAnswer;
+  args.push_back("--new-kye");
+  args.push_back("000102030405060708090a0b0c0d0e0f");
+  Run run = Keylinectl(args);
+  BOOST_TEST(run.status == 2);
+  BOOST_TEST(run.err.find("000102030405060708090a0b0c0d0e0f") == std::string::npos, run.err);
+  BOOST_TEST(run.err.find("<32 hex digits>") != std::string::npos, run.err);
+}
+
 BOOST_AUTO_TEST_CASE(MissingOptionIsOneLineAndExitTwo) {
   ExpectUsageError(Keylinectl({"she", "compute", "--auth-key", "00"}), "is required");
 }
