@@ -1,6 +1,10 @@
 #include <boost/test/unit_test.hpp>
 
+#include <dlfcn.h>
+#include <p11-kit/pkcs11.h>
+
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +28,64 @@ std::string RandomHex(std::mt19937_64& rng, size_t bytes) {
   for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
   return ToHex(data);
 }
+
+// A raw PKCS#11 session on a token, to look at what the custody left there.
+class RawToken {
+ public:
+  explicit RawToken(const std::string& label) {
+    void* module = ::dlopen(testing::kSoftHsmModule, RTLD_NOW | RTLD_LOCAL);
+    BOOST_REQUIRE(module != nullptr);
+    auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(module, "C_GetFunctionList"));
+    BOOST_REQUIRE(get != nullptr && get(&f_) == CKR_OK);
+    CK_C_INITIALIZE_ARGS args{};
+    args.flags = CKF_OS_LOCKING_OK;
+    CK_RV rv = f_->C_Initialize(&args);
+    BOOST_REQUIRE(rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    CK_SLOT_ID slots[16];
+    CK_ULONG count = 16;
+    BOOST_REQUIRE(f_->C_GetSlotList(CK_TRUE, slots, &count) == CKR_OK);
+    for (CK_ULONG i = 0; i < count; ++i) {
+      CK_TOKEN_INFO info{};
+      f_->C_GetTokenInfo(slots[i], &info);
+      std::string text(reinterpret_cast<const char*>(info.label), 32);
+      if (text.substr(0, label.size()) == label && text[label.size()] == ' ') {
+        BOOST_REQUIRE(f_->C_OpenSession(slots[i], CKF_SERIAL_SESSION, nullptr, nullptr, &session_) == CKR_OK);
+      }
+    }
+    BOOST_REQUIRE(session_ != CK_INVALID_HANDLE);
+    char pin[] = "123456";
+    rv = f_->C_Login(session_, CKU_USER, reinterpret_cast<CK_UTF8CHAR*>(pin), 6);
+    BOOST_REQUIRE(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
+  }
+  ~RawToken() { f_->C_CloseSession(session_); }
+
+  CK_OBJECT_HANDLE Find(CK_OBJECT_CLASS cls, const std::string& label) {
+    CK_ATTRIBUTE query[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                            {CKA_LABEL, const_cast<char*>(label.data()), label.size()}};
+    BOOST_REQUIRE(f_->C_FindObjectsInit(session_, query, 2) == CKR_OK);
+    CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;
+    CK_ULONG count = 0;
+    f_->C_FindObjects(session_, &object, 1, &count);
+    f_->C_FindObjectsFinal(session_);
+    BOOST_REQUIRE_MESSAGE(count == 1, "no object labelled " << label);
+    return object;
+  }
+  bool Flag(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type) {
+    CK_BBOOL value = CK_FALSE;
+    CK_ATTRIBUTE attr{type, &value, sizeof(value)};
+    BOOST_REQUIRE(f_->C_GetAttributeValue(session_, object, &attr, 1) == CKR_OK);
+    return value == CK_TRUE;
+  }
+  CK_RV ReadValue(CK_OBJECT_HANDLE object) {
+    uint8_t buffer[128];
+    CK_ATTRIBUTE attr{CKA_VALUE, buffer, sizeof(buffer)};
+    return f_->C_GetAttributeValue(session_, object, &attr, 1);
+  }
+
+ private:
+  CK_FUNCTION_LIST_PTR f_ = nullptr;
+  CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
+};
 
 BOOST_AUTO_TEST_SUITE(Pkcs11CustodyTests)
 
@@ -185,6 +247,29 @@ BOOST_AUTO_TEST_CASE(LimitationsAreStatedNotHidden) {
   BOOST_TEST(info.backend == "pkcs11");
   BOOST_TEST(info.limitations.size() == 2u);
   BOOST_TEST(info.description.find("plant-a") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(KekAndSigningKeyCannotLeaveTheToken) {
+  auto token = OpenToken(testing::kTokenB);
+  KL_VALUE(token->GetOrCreateNamedKey("records", KeyKind::kEd25519));
+  RawToken raw(testing::kTokenB);
+  for (auto [cls, label] : {std::pair<CK_OBJECT_CLASS, std::string>{CKO_SECRET_KEY, "keyline.kek"},
+                            {CKO_SECRET_KEY, "keyline.kek-mac"},
+                            {CKO_PRIVATE_KEY, "keyline.named.ed25519.records"}}) {
+    CK_OBJECT_HANDLE object = raw.Find(cls, label);
+    BOOST_TEST(!raw.Flag(object, CKA_EXTRACTABLE), label);
+    BOOST_TEST(raw.Flag(object, CKA_SENSITIVE), label);
+    BOOST_TEST(raw.ReadValue(object) == CKR_ATTRIBUTE_SENSITIVE, label);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(MissingMechanismIsNamedAtStartUp) {
+  Pkcs11CustodyOptions options = TokenOptions(testing::kTokenA);
+  options.module_path = FILTERING_PKCS11_MODULE;
+  auto result = CreatePkcs11Custody(options);
+  BOOST_TEST(result.status().code() == StatusCode::kFailedPrecondition);
+  BOOST_TEST(result.status().message() ==
+             "PKCS#11 token 'plant-a' lacks CKM_AES_CMAC (needed for SHE M3 and M5)");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
