@@ -10,7 +10,7 @@ std::optional<ParsedKey> Parse(std::string_view key) {
   if (zero == std::string_view::npos) return std::nullopt;
   parsed.queue.peer = std::string(rest.substr(0, zero));
   rest = rest.substr(zero + 1);
-  if (parsed.kind == kMessage) {
+  if (parsed.kind == kMessage || parsed.kind == kDeadLetter) {
     if (rest.size() < 9 || rest[rest.size() - 9] != '\0') return std::nullopt;
     parsed.queue.stream = std::string(rest.substr(0, rest.size() - 9));
     parsed.sequence = ReadBigEndian(rest.substr(rest.size() - 8));

@@ -3,6 +3,7 @@
 //   'q' peer 0x00 stream 0x00 seq(8, big-endian)  -> Envelope bytes   (outbox message)
 //   'a' peer 0x00 stream                          -> seq(8)           (outbox: acked through)
 //   'i' peer 0x00 stream                          -> seq(8)           (inbox: applied through)
+//   'd' peer 0x00 stream 0x00 seq(8)              -> reason 0x00 envelope (refused for good)
 //
 // Big-endian sequences make RocksDB's byte order the queue order. Names never contain 0x00
 // (ValidateName), so a prefix cannot run into a neighbouring queue.
@@ -20,6 +21,7 @@ namespace keyline::broker::keys {
 inline constexpr char kMessage = 'q';
 inline constexpr char kAcked = 'a';
 inline constexpr char kApplied = 'i';
+inline constexpr char kDeadLetter = 'd';
 
 inline void AppendBigEndian(std::string& out, uint64_t value) {
   for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(value >> shift));
@@ -40,12 +42,12 @@ inline std::string QueuePrefix(char kind, const QueueId& queue) {
   key += queue.peer;
   key.push_back('\0');
   key += queue.stream;
-  if (kind == kMessage) key.push_back('\0');
+  if (kind == kMessage || kind == kDeadLetter) key.push_back('\0');
   return key;
 }
 
-inline std::string MessageKey(const QueueId& queue, uint64_t sequence) {
-  std::string key = QueuePrefix(kMessage, queue);
+inline std::string MessageKey(const QueueId& queue, uint64_t sequence, char kind = kMessage) {
+  std::string key = QueuePrefix(kind, queue);
   AppendBigEndian(key, sequence);
   return key;
 }

@@ -47,11 +47,30 @@ class GroupWriteContext final : public WriteContext {
   uint64_t AppliedThrough(const QueueId& from) const override;
   void MarkApplied(const QueueId& from, uint64_t sequence) override;
 
+  void SetSavePoint() override {
+    batch_.SetSavePoint();
+    save_points_.push_back(undo_.size());
+  }
+  void RollbackToSavePoint() override {
+    if (save_points_.empty()) return;
+    (void)batch_.RollbackToSavePoint();
+    UndoTo(save_points_.back());
+    save_points_.pop_back();
+  }
+  void PopSavePoint() override {
+    if (save_points_.empty()) return;
+    (void)batch_.PopSavePoint();
+    save_points_.pop_back();
+  }
+  void RecordDeadLetter(const QueueId& from, uint64_t sequence, std::string_view reason,
+                        std::span<const uint8_t> envelope) override;
+
   uint64_t PendingAcked(const QueueId& queue) const;
   void SetAcked(const QueueId& queue, uint64_t sequence);
 
   void BeginItem() {
     undo_.clear();
+    save_points_.clear();
     batch_.SetSavePoint();
   }
   void EndItem(bool ok);
@@ -75,7 +94,21 @@ class GroupWriteContext final : public WriteContext {
 
   MessageStoreImpl& store_;
   rocksdb::WriteBatch& batch_;
+  // Undo entries beyond `size` are replayed backwards and dropped.
+  void UndoTo(size_t size) {
+    while (undo_.size() > size) {
+      const auto& entry = undo_.back();
+      if (entry.existed) {
+        (*entry.map)[entry.key] = entry.old_value;
+      } else {
+        entry.map->erase(entry.key);
+      }
+      undo_.pop_back();
+    }
+  }
+
   std::vector<Undo> undo_;
+  std::vector<size_t> save_points_;  // undo_ sizes at each nested SetSavePoint
   flatbuffers::FlatBufferBuilder builder_{512};
 };
 
@@ -141,6 +174,14 @@ class MessageStoreImpl final : public MessageStore {
     auto it = inbox_.find(from);
     return it == inbox_.end() ? 0 : it->second;
   }
+  std::vector<std::pair<std::string, uint64_t>> InboundFrom(const std::string& peer) const override {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (const auto& [queue, applied] : inbox_) {
+      if (queue.peer == peer) out.emplace_back(queue.stream, applied);
+    }
+    return out;
+  }
   std::vector<QueueId> QueuesTo(const std::string& peer) const override {
     std::lock_guard lock(mu_);
     std::vector<QueueId> out;
@@ -160,9 +201,14 @@ class MessageStoreImpl final : public MessageStore {
                                             size_t max_count, size_t max_bytes) const override;
   void Acknowledge(const QueueId& queue, uint64_t sequence) override;
 
-  void AddCommitListener(CommitListener listener) override {
-    std::lock_guard lock(mu_);
-    listeners_.push_back(std::move(listener));
+  uint64_t AddCommitListener(CommitListener listener) override {
+    std::lock_guard lock(listeners_mu_);
+    listeners_[++last_listener_id_] = std::move(listener);
+    return last_listener_id_;
+  }
+  void RemoveCommitListener(uint64_t id) override {
+    std::lock_guard lock(listeners_mu_);
+    listeners_.erase(id);
   }
 
   const std::string& self() const override { return options_.self; }
@@ -199,8 +245,11 @@ class MessageStoreImpl final : public MessageStore {
   mutable std::mutex mu_;  // guards the committed positions and listeners
   std::map<QueueId, QueueState> outbox_;
   std::map<QueueId, uint64_t> inbox_;
-  std::vector<CommitListener> listeners_;
   Counters counters_;
+
+  std::mutex listeners_mu_;  // held while listeners run, so removal waits for a running one
+  std::map<uint64_t, CommitListener> listeners_;
+  uint64_t last_listener_id_ = 0;
 
   std::mutex queue_mu_;  // guards pending_ and stopping_
   std::condition_variable queue_cv_;
@@ -236,6 +285,15 @@ StatusOr<uint64_t> GroupWriteContext::Send(const QueueId& to, wire::MessageType 
   return sequence;
 }
 
+void GroupWriteContext::RecordDeadLetter(const QueueId& from, uint64_t sequence,
+                                         std::string_view reason,
+                                         std::span<const uint8_t> envelope) {
+  std::string value(reason);
+  value.push_back('\0');
+  value.append(reinterpret_cast<const char*>(envelope.data()), envelope.size());
+  batch_.Put(store_.family(), keys::MessageKey(from, sequence, keys::kDeadLetter), value);
+}
+
 uint64_t GroupWriteContext::AppliedThrough(const QueueId& from) const {
   auto it = applied_.find(from);
   return it != applied_.end() ? it->second : store_.CommittedApplied(from);
@@ -257,18 +315,14 @@ void GroupWriteContext::SetAcked(const QueueId& queue, uint64_t sequence) {
 }
 
 void GroupWriteContext::EndItem(bool ok) {
+  // Save points a Work left open are closed with it.
+  while (!save_points_.empty()) ok ? PopSavePoint() : RollbackToSavePoint();
   if (ok) {
     (void)batch_.PopSavePoint();
     return;
   }
   (void)batch_.RollbackToSavePoint();
-  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
-    if (it->existed) {
-      (*it->map)[it->key] = it->old_value;
-    } else {
-      it->map->erase(it->key);
-    }
-  }
+  UndoTo(0);
 }
 
 Status MessageStoreImpl::Load() {
@@ -410,7 +464,6 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
 
   std::vector<QueueId> grown;
   if (written.ok()) {
-    std::vector<CommitListener> listeners;
     {
       std::lock_guard lock(mu_);
       for (const auto& [queue, last] : context.last_) {
@@ -419,7 +472,6 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
       }
       for (const auto& [queue, acked] : context.acked_) outbox_[queue].acked = acked;
       for (const auto& [queue, applied] : context.applied_) inbox_[queue] = applied;
-      listeners = listeners_;
       if (batch.Count() > 0) {
         ++counters_.writes;
         if (sync) ++counters_.synced_writes;
@@ -427,7 +479,8 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
       for (const auto& result : results) counters_.items += result.ok() ? 1 : 0;
     }
     if (!grown.empty()) {
-      for (const auto& listener : listeners) listener(grown);
+      std::lock_guard lock(listeners_mu_);
+      for (const auto& [id, listener] : listeners_) listener(grown);
     }
   } else {
     spdlog::error("{}", written.ToString());

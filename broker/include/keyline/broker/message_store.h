@@ -21,6 +21,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keyline/broker/queue_id.h"
@@ -52,6 +54,17 @@ class WriteContext {
   virtual uint64_t AppliedThrough(const QueueId& from) const = 0;
   // Records that `sequence` of `from` is applied, in the same write as its effects.
   virtual void MarkApplied(const QueueId& from, uint64_t sequence) = 0;
+
+  // Nested save points inside one Work: RollbackToSavePoint takes back everything since the
+  // matching SetSavePoint (batch puts, sends, applied marks); PopSavePoint keeps it.
+  virtual void SetSavePoint() = 0;
+  virtual void RollbackToSavePoint() = 0;
+  virtual void PopSavePoint() = 0;
+
+  // Keeps a message refused for good (links use it), so that a person can see it with
+  // keyline-queue; `reason` says why. Key material is never in an envelope in clear.
+  virtual void RecordDeadLetter(const QueueId& from, uint64_t sequence, std::string_view reason,
+                                std::span<const uint8_t> envelope) = 0;
 };
 
 // A unit of work. Returning an error rolls back everything it put in the write (batch puts,
@@ -105,6 +118,8 @@ class MessageStore {
   virtual uint64_t LastSequence(const QueueId& queue) const = 0;
   virtual uint64_t AckedThrough(const QueueId& queue) const = 0;
   virtual uint64_t AppliedThrough(const QueueId& from) const = 0;
+  // Inbound streams from `peer` with their applied positions (what a Hello tells the peer).
+  virtual std::vector<std::pair<std::string, uint64_t>> InboundFrom(const std::string& peer) const = 0;
   // Outbound queues towards `peer` that have ever held a message.
   virtual std::vector<QueueId> QueuesTo(const std::string& peer) const = 0;
   virtual std::vector<OutboxQueueStats> OutboxStats() const = 0;
@@ -120,8 +135,11 @@ class MessageStore {
 
   // Called on the commit thread after each durable write that queued new messages, with the
   // queues that grew. Links use it to wake up. Register before traffic starts.
+  // Listeners run with a lock held: keep them short (wake a thread, set a flag).
   using CommitListener = std::function<void(const std::vector<QueueId>& grown)>;
-  virtual void AddCommitListener(CommitListener listener) = 0;
+  virtual uint64_t AddCommitListener(CommitListener listener) = 0;
+  // After this returns the listener is not running and will not run again.
+  virtual void RemoveCommitListener(uint64_t id) = 0;
 
   virtual const std::string& self() const = 0;
 

@@ -1,0 +1,755 @@
+// The link engine behind LinkServer and LinkClient (docs/link-protocol.md).
+//
+// One thread per link owns the ZeroMQ socket. It receives frames, verifies them, submits
+// deliveries to the MessageStore's commit thread, sends acknowledgements once those writes are
+// durable (the store tells it through a completion queue and an eventfd), and pumps committed
+// outbox messages to each peer within the window.
+#include "keyline/broker/link.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <flatbuffers/flatbuffers.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "keyline/schemas/decode.h"
+#include "keyline/wire/link_generated.h"
+#include "zap_handler.h"
+
+namespace keyline::broker {
+namespace {
+
+constexpr uint16_t kProtocolVersion = 1;
+// libzmq 4.3's ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: set by number (see TOOLCHAIN notes).
+constexpr int kZapEnforceDomain = 93;
+// Frames handled per loop turn before timers and sending get their turn.
+constexpr int kMaxFramesPerTurn = 4096;
+// Messages sent per loop turn, over all peers.
+constexpr size_t kMaxSendsPerTurn = 8192;
+constexpr int64_t kHelloRetryMs = 250;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Wakes the link thread from other threads (commit listener, completions).
+class Wakeup {
+ public:
+  Wakeup() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  ~Wakeup() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int fd() const { return fd_; }
+  void Signal() {
+    uint64_t one = 1;
+    (void)!write(fd_, &one, sizeof one);
+  }
+  void Drain() {
+    uint64_t value;
+    (void)!read(fd_, &value, sizeof value);
+  }
+
+ private:
+  int fd_;
+};
+
+enum class Outcome { kApplied, kDuplicate, kGap, kRetryLater, kDeadLetter };
+
+struct Completion {
+  std::string peer;
+  std::string stream;
+  uint64_t sequence;
+  Outcome outcome;
+};
+
+struct Session {
+  std::string peer;
+  std::string routing_id;  // server side: the ROUTER's id of the peer's current connection
+  bool hello_received = false;
+  int64_t last_received_ms = 0;
+  int64_t last_sent_ms = 0;
+  int64_t last_hello_sent_ms = -1000000;
+  int64_t resync_at_ms = 0;  // send a Hello then (0: none due)
+  std::map<std::string, uint64_t> next_to_send;  // per outbound stream
+  std::map<std::string, uint64_t> acked;         // per outbound stream, as the peer told us
+  uint64_t peer_backlog = 0;
+};
+
+class LinkEngine {
+ public:
+  LinkEngine(bool server, MessageStore* store, DeliveryHandler handler, LinkOptions options)
+      : server_(server), store_(store), handler_(std::move(handler)), options_(options) {}
+
+  ~LinkEngine() { Stop(); }
+
+  Status StartServer(LinkServer::Options& options) {
+    if (options.peers == nullptr) return InvalidArgumentError("LinkServer needs a PeerRegistry");
+    peers_ = options.peers;
+    try {
+      ASSIGN_OR_RETURN(zap_, ZapHandler::Start(context_, peers_));
+      socket_ = zmq::socket_t(context_, zmq::socket_type::router);
+      ConfigureCommon();
+      socket_.set(zmq::sockopt::router_mandatory, 1);
+      socket_.set(zmq::sockopt::curve_server, 1);
+      socket_.set(zmq::sockopt::curve_secretkey,
+                  zmq::const_buffer(options.keys.secret_key_for_socket(), 32));
+      socket_.set(zmq::sockopt::zap_domain, kZapDomain);
+      int enforce = 1;
+      if (zmq_setsockopt(socket_.handle(), kZapEnforceDomain, &enforce, sizeof enforce) != 0) {
+        return InternalError("this libzmq cannot enforce the ZAP domain; refusing to start open");
+      }
+      socket_.bind(options.bind_endpoint);
+      endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+    } catch (const zmq::error_t& e) {
+      return UnavailableError("link server cannot bind " + options.bind_endpoint + ": " +
+                              e.what());
+    }
+    Launch();
+    return Status::Ok();
+  }
+
+  Status StartClient(LinkClient::Options& options) {
+    RETURN_IF_ERROR(ValidateName("server name", options.server_name));
+    client_options_ = options;
+    try {
+      OpenClientSocket();
+    } catch (const zmq::error_t& e) {
+      return InvalidArgumentError("link client cannot connect to " + options.server_endpoint +
+                                  ": " + e.what());
+    }
+    client_session_.peer = options.server_name;
+    client_session_.last_received_ms = NowMs();
+    Launch();
+    return Status::Ok();
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    store_->RemoveCommitListener(listener_id_);
+    stopping_ = true;
+    wakeup_.Signal();
+    thread_.join();
+    // Deliveries still in the store's queue call back into this engine: wait for them.
+    std::unique_lock lock(completions_mu_);
+    in_flight_cv_.wait(lock, [this] { return in_flight_ == 0; });
+    lock.unlock();
+    socket_.close();
+    zap_.reset();
+  }
+
+  std::string endpoint() const { return endpoint_; }
+
+  LinkCounters counters() const {
+    std::lock_guard lock(counters_mu_);
+    return counters_;
+  }
+  std::vector<std::string> connected_peers() const {
+    std::lock_guard lock(counters_mu_);
+    return connected_;
+  }
+  bool connected() const { return client_connected_; }
+
+ private:
+  void ConfigureCommon() {
+    socket_.set(zmq::sockopt::linger, 0);
+    // Flow control is the window's job; high-water marks must never drop or block first.
+    socket_.set(zmq::sockopt::sndhwm, 1000000);
+    socket_.set(zmq::sockopt::rcvhwm, 1000000);
+    // libzmq itself disconnects a peer sending far more than we accept (memory protection);
+    // anything between the limit and this is refused and counted by the link.
+    socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_frame_bytes * 2 + 4096));
+    socket_.set(zmq::sockopt::heartbeat_ivl, options_.heartbeat_interval_ms);
+    socket_.set(zmq::sockopt::heartbeat_timeout, options_.heartbeat_timeout_ms);
+    socket_.set(zmq::sockopt::heartbeat_ttl, options_.heartbeat_timeout_ms);
+  }
+
+  void OpenClientSocket() {
+    socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+    ConfigureCommon();
+    socket_.set(zmq::sockopt::immediate, 1);
+    socket_.set(zmq::sockopt::reconnect_ivl, 100);
+    socket_.set(zmq::sockopt::reconnect_ivl_max, 2000);
+    socket_.set(zmq::sockopt::curve_serverkey,
+                zmq::const_buffer(client_options_.server_key.data(), 32));
+    socket_.set(zmq::sockopt::curve_publickey,
+                zmq::const_buffer(client_options_.keys.public_key().data(), 32));
+    socket_.set(zmq::sockopt::curve_secretkey,
+                zmq::const_buffer(client_options_.keys.secret_key_for_socket(), 32));
+    socket_.connect(client_options_.server_endpoint);
+  }
+
+  void Launch() {
+    listener_id_ = store_->AddCommitListener([this](const std::vector<QueueId>&) { wakeup_.Signal(); });
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  void Run() {
+    while (!stopping_) {
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 2, std::chrono::milliseconds(50));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == ETERM) return;
+        if (e.num() != EINTR) spdlog::error("link poll: {}", e.what());
+      }
+      if (items[1].revents & ZMQ_POLLIN) wakeup_.Drain();
+      ReceiveFrames();
+      HandleCompletions();
+      Pump();
+      Timers();
+    }
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
+  void ReceiveFrames() {
+    for (int i = 0; i < kMaxFramesPerTurn; ++i) {
+      std::vector<zmq::message_t> parts;
+      try {
+        auto received = zmq::recv_multipart(socket_, std::back_inserter(parts),
+                                            zmq::recv_flags::dontwait);
+        if (!received) return;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EAGAIN) spdlog::warn("link receive: {}", e.what());
+        return;
+      }
+      size_t expected = server_ ? 2 : 1;
+      std::string peer = server_ ? "" : client_session_.peer;
+      if (server_ && !parts.empty()) {
+        try {
+          peer = parts.back().gets("User-Id");
+        } catch (const zmq::error_t&) {
+          peer.clear();
+        }
+      }
+      if (peer.empty()) {
+        // Cannot happen with ZAP enforced; refuse rather than trust anything else.
+        Refuse("?", "unauthenticated");
+        continue;
+      }
+      if (parts.size() != expected) {
+        Refuse(peer, "unexpected_multipart");
+        continue;
+      }
+      Session* session = server_ ? ServerSession(peer, parts.front().to_string()) : &client_session_;
+      if (server_) {
+        // A key revoked after the handshake: refuse and forget the connection's session.
+        std::string key_text;
+        try {
+          key_text = parts.back().gets(kCurveKeyProperty);
+        } catch (const zmq::error_t&) {
+        }
+        auto key = CurvePublicKeyFromZ85(key_text, "peer key");
+        if (!key.ok() || peers_->IdentityOf(*key) != peer) {
+          Refuse(peer, "revoked_key");
+          sessions_.erase(peer);
+          continue;
+        }
+      }
+      HandleFrame(*session, parts.back());
+    }
+  }
+
+  Session* ServerSession(const std::string& peer, const std::string& routing_id) {
+    Session& session = sessions_[peer];
+    if (session.peer.empty()) {
+      session.peer = peer;
+      spdlog::info("link: {} connected", peer);
+    }
+    if (session.routing_id != routing_id) {
+      // A new connection of this peer: what was in flight on the old one may be lost.
+      session.routing_id = routing_id;
+      session.hello_received = false;
+      session.next_to_send.clear();
+    }
+    return &session;
+  }
+
+  void HandleFrame(Session& session, const zmq::message_t& message) {
+    Count([](LinkCounters& c) { ++c.frames_received; });
+    session.last_received_ms = NowMs();
+    if (message.size() > options_.max_frame_bytes) {
+      Refuse(session.peer, "too_large");
+      return;
+    }
+    // An aligned copy that lives as long as the delivery work that reads it.
+    auto frame = std::make_shared<std::string>(static_cast<const char*>(message.data()),
+                                               message.size());
+    std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(frame->data()), frame->size());
+    schemas::DecodeError why{};
+    schemas::DecodeLimits limits;
+    limits.max_bytes = options_.max_frame_bytes;
+    auto decoded = schemas::DecodeVerified<wire::LinkFrame>(bytes, "LinkFrame", limits, &why);
+    if (!decoded.ok()) {
+      Refuse(session.peer, std::string(schemas::DecodeErrorName(why)));
+      return;
+    }
+    const wire::LinkFrame* link_frame = *decoded;
+    bool is_hello = false;
+    switch (link_frame->body_type()) {
+      case wire::LinkBody::Hello:
+        is_hello = true;
+        OnHello(session, *link_frame->body_as_Hello());
+        break;
+      case wire::LinkBody::Data:
+        OnData(session, frame, *link_frame->body_as_Data());
+        break;
+      case wire::LinkBody::Ack:
+        OnAck(session, *link_frame->body_as_Ack());
+        break;
+      case wire::LinkBody::Heartbeat:
+        session.peer_backlog = link_frame->body_as_Heartbeat()->backlog();
+        break;
+      default:
+        Refuse(session.peer, "unknown_frame");
+        return;
+    }
+    // A peer we hold no resume point for (we restarted, or it reconnected): ask for its Hello.
+    if (!is_hello && !session.hello_received) SendHello(session, /*reply=*/false, /*force=*/false);
+  }
+
+  void OnHello(Session& session, const wire::Hello& hello) {
+    if (hello.version() != kProtocolVersion) {
+      Refuse(session.peer, "protocol_version");
+      return;
+    }
+    session.hello_received = true;
+    session.peer_backlog = hello.backlog();
+    session.next_to_send.clear();
+    std::map<std::string, uint64_t> positions;
+    if (hello.positions() != nullptr) {
+      for (const auto* position : *hello.positions()) {
+        if (position == nullptr || position->stream() == nullptr) continue;
+        positions[position->stream()->str()] = position->applied_through();
+      }
+    }
+    for (const auto& queue : store_->QueuesTo(session.peer)) {
+      uint64_t applied = positions.count(queue.stream) ? positions[queue.stream] : 0;
+      uint64_t acked = store_->AckedThrough(queue);
+      if (applied < acked) {
+        spdlog::error("link: {} says it applied {} through {}, but acknowledged {} before: "
+                      "the peer lost its state; resending from {}",
+                      session.peer, queue.stream, applied, acked, acked + 1);
+        applied = acked;
+      }
+      applied = std::min(applied, store_->LastSequence(queue));
+      session.acked[queue.stream] = applied;
+      session.next_to_send[queue.stream] = applied + 1;
+      if (applied > acked) store_->Acknowledge(queue, applied);
+    }
+    if (!server_) client_connected_ = true;
+    if (!hello.reply()) SendHello(session, /*reply=*/true, /*force=*/true);
+  }
+
+  void OnData(Session& session, const std::shared_ptr<std::string>& frame, const wire::Data& data) {
+    if (data.envelope() == nullptr) {
+      Refuse(session.peer, "malformed");
+      return;
+    }
+    std::span<const uint8_t> bytes(data.envelope()->data(), data.envelope()->size());
+    schemas::DecodeError why{};
+    schemas::DecodeLimits limits;
+    limits.max_bytes = options_.max_frame_bytes;
+    auto envelope = schemas::DecodeEnvelope(bytes, limits, &why);
+    if (!envelope.ok()) {
+      Refuse(session.peer, std::string(schemas::DecodeErrorName(why)));
+      return;
+    }
+    const wire::Envelope* e = envelope->envelope;
+    if (e->sender() == nullptr || e->sender()->string_view() != session.peer) {
+      Refuse(session.peer, "wrong_sender");
+      return;
+    }
+    std::string stream = e->stream() != nullptr ? e->stream()->str() : "";
+    if (!ValidateName("stream", stream).ok() || e->sequence() == 0) {
+      Refuse(session.peer, "bad_stream_or_sequence");
+      return;
+    }
+    Delivery delivery{session.peer, stream, e->sequence(), envelope->type, envelope->payload,
+                      e->created_at_us()};
+    auto outcome = std::make_shared<Outcome>(Outcome::kRetryLater);
+    {
+      std::lock_guard lock(completions_mu_);
+      ++in_flight_;
+    }
+    store_->Submit(
+        [this, frame, delivery, bytes, outcome](WriteContext& write) -> Status {
+          return Apply(delivery, bytes, write, *outcome);
+        },
+        [this, delivery, outcome](const Status& status) {
+          Outcome result = status.ok() ? *outcome : Outcome::kRetryLater;
+          bool was_empty;
+          {
+            std::lock_guard lock(completions_mu_);
+            was_empty = completions_.empty();
+            completions_.push_back({delivery.peer, delivery.stream, delivery.sequence, result});
+            if (--in_flight_ == 0) in_flight_cv_.notify_all();
+          }
+          if (was_empty) wakeup_.Signal();
+        });
+  }
+
+  // Runs on the commit thread, inside the group write.
+  Status Apply(const Delivery& delivery, std::span<const uint8_t> envelope, WriteContext& write,
+               Outcome& outcome) {
+    QueueId from{delivery.peer, delivery.stream};
+    uint64_t applied = write.AppliedThrough(from);
+    if (delivery.sequence <= applied) {
+      outcome = Outcome::kDuplicate;
+      return Status::Ok();
+    }
+    if (delivery.sequence > applied + 1) {
+      outcome = Outcome::kGap;
+      return Status::Ok();
+    }
+    write.SetSavePoint();
+    Status status;
+    try {
+      status = handler_(delivery, write);
+    } catch (const std::exception& e) {
+      status = InternalError(std::string("delivery handler threw: ") + e.what());
+    }
+    if (status.ok()) {
+      write.PopSavePoint();
+      write.MarkApplied(from, delivery.sequence);
+      outcome = Outcome::kApplied;
+      return Status::Ok();
+    }
+    write.RollbackToSavePoint();
+    if (status.code() == StatusCode::kUnavailable ||
+        status.code() == StatusCode::kResourceExhausted) {
+      outcome = Outcome::kRetryLater;
+      return status;
+    }
+    spdlog::warn("link: refused {} #{} from {} for good: {}", delivery.stream, delivery.sequence,
+                 delivery.peer, status.ToString());
+    write.RecordDeadLetter(from, delivery.sequence, status.ToString(), envelope);
+    write.MarkApplied(from, delivery.sequence);
+    outcome = Outcome::kDeadLetter;
+    return Status::Ok();
+  }
+
+  void HandleCompletions() {
+    std::vector<Completion> done;
+    {
+      std::lock_guard lock(completions_mu_);
+      done.swap(completions_);
+    }
+    if (done.empty()) return;
+    std::map<QueueId, bool> to_ack;
+    for (const auto& completion : done) {
+      Session* session = FindSession(completion.peer);
+      switch (completion.outcome) {
+        case Outcome::kApplied:
+          Count([](LinkCounters& c) { ++c.messages_applied; });
+          break;
+        case Outcome::kDuplicate:
+          Count([](LinkCounters& c) { ++c.duplicates_skipped; });
+          break;
+        case Outcome::kDeadLetter:
+          Count([](LinkCounters& c) { ++c.dead_letters; });
+          break;
+        case Outcome::kGap:
+          Count([](LinkCounters& c) { ++c.gaps; });
+          if (session != nullptr) SendHello(*session, /*reply=*/false, /*force=*/false);
+          continue;
+        case Outcome::kRetryLater:
+          if (session != nullptr && session->resync_at_ms == 0) session->resync_at_ms = NowMs() + 1000;
+          continue;
+      }
+      to_ack[{completion.peer, completion.stream}] = true;
+    }
+    for (const auto& [queue, unused] : to_ack) {
+      Session* session = FindSession(queue.peer);
+      if (session == nullptr) continue;
+      flatbuffers::FlatBufferBuilder builder(128);
+      auto ack = wire::CreateAck(builder, builder.CreateString(queue.stream),
+                                 store_->AppliedThrough(queue));
+      builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Ack, ack.Union()));
+      SendFrame(*session, builder);
+    }
+  }
+
+  void OnAck(Session& session, const wire::Ack& ack) {
+    if (ack.stream() == nullptr) {
+      Refuse(session.peer, "malformed");
+      return;
+    }
+    QueueId queue{session.peer, ack.stream()->str()};
+    uint64_t through = std::min(ack.through(), store_->LastSequence(queue));
+    uint64_t& acked = session.acked[queue.stream];
+    if (through <= acked) return;
+    acked = through;
+    store_->Acknowledge(queue, through);
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  void Pump() {
+    size_t budget = kMaxSendsPerTurn;
+    if (server_) {
+      for (auto& [peer, session] : sessions_) {
+        if (!PumpSession(session, budget)) break;
+      }
+    } else {
+      PumpSession(client_session_, budget);
+    }
+  }
+
+  // Returns false when the socket cannot take more now or the budget is spent.
+  bool PumpSession(Session& session, size_t& budget) {
+    if (!session.hello_received) return true;
+    for (const auto& queue : store_->QueuesTo(session.peer)) {
+      uint64_t acked = std::max(session.acked[queue.stream], store_->AckedThrough(queue));
+      uint64_t last = store_->LastSequence(queue);
+      uint64_t& next = session.next_to_send[queue.stream];
+      next = std::max(next, acked + 1);
+      while (next <= last && next - acked - 1 < options_.window && budget > 0) {
+        size_t room = std::min<size_t>(options_.window - (next - acked - 1), budget);
+        auto messages = store_->Read(queue, next, std::min<size_t>(room, 512), 4u << 20);
+        if (!messages.ok()) {
+          spdlog::error("link: {}", messages.status().ToString());
+          return false;
+        }
+        if (messages->empty() || messages->front().sequence != next) {
+          spdlog::error("link: outbox {} misses sequence {}", queue.ToString(), next);
+          return false;
+        }
+        for (const auto& message : *messages) {
+          if (message.sequence != next) break;
+          flatbuffers::FlatBufferBuilder builder(message.envelope.size() + 64);
+          auto envelope = builder.CreateVector(
+              reinterpret_cast<const uint8_t*>(message.envelope.data()), message.envelope.size());
+          auto data = wire::CreateData(builder, envelope);
+          builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Data, data.Union()));
+          if (!SendFrame(session, builder)) return false;
+          Count([](LinkCounters& c) { ++c.messages_sent; });
+          ++next;
+          --budget;
+        }
+      }
+      if (budget == 0) return false;
+    }
+    return true;
+  }
+
+  void SendHello(Session& session, bool reply, bool force) {
+    int64_t now = NowMs();
+    if (!force && now - session.last_hello_sent_ms < kHelloRetryMs) return;
+    flatbuffers::FlatBufferBuilder builder(256);
+    std::vector<flatbuffers::Offset<wire::StreamPosition>> positions;
+    for (const auto& [stream, applied] : store_->InboundFrom(session.peer)) {
+      positions.push_back(wire::CreateStreamPosition(builder, builder.CreateString(stream), applied));
+    }
+    auto hello = wire::CreateHello(builder, kProtocolVersion, reply,
+                                   builder.CreateVector(positions), Backlog(session.peer));
+    builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Hello, hello.Union()));
+    if (SendFrame(session, builder)) session.last_hello_sent_ms = now;
+  }
+
+  uint64_t Backlog(const std::string& peer) const {
+    uint64_t backlog = 0;
+    for (const auto& queue : store_->QueuesTo(peer)) {
+      backlog += store_->LastSequence(queue) - store_->AckedThrough(queue);
+    }
+    return backlog;
+  }
+
+  // Returns false when the frame could not be sent now (no connection yet, or the peer's
+  // connection is gone); the protocol resends what matters.
+  bool SendFrame(Session& session, flatbuffers::FlatBufferBuilder& builder) {
+    zmq::const_buffer frame(builder.GetBufferPointer(), builder.GetSize());
+    try {
+      if (server_) {
+        if (session.routing_id.empty()) return false;
+        if (!socket_.send(zmq::buffer(session.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+          return false;
+        }
+      }
+      if (!socket_.send(frame, zmq::send_flags::dontwait)) return false;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) {
+        // The peer's connection is gone; it will Hello again when it reconnects.
+        session.hello_received = false;
+        session.routing_id.clear();
+        return false;
+      }
+      spdlog::warn("link send to {}: {}", session.peer, e.what());
+      return false;
+    }
+    session.last_sent_ms = NowMs();
+    Count([](LinkCounters& c) { ++c.frames_sent; });
+    return true;
+  }
+
+  // ---- timers -------------------------------------------------------------------------------
+
+  void Timers() {
+    int64_t now = NowMs();
+    std::vector<std::string> connected;
+    if (server_) {
+      for (auto it = sessions_.begin(); it != sessions_.end();) {
+        Session& session = it->second;
+        if (now - session.last_received_ms > options_.heartbeat_timeout_ms) {
+          spdlog::warn("link: {} silent for {} ms: session closed", session.peer,
+                       now - session.last_received_ms);
+          Count([](LinkCounters& c) { ++c.peers_lost; });
+          it = sessions_.erase(it);
+          continue;
+        }
+        SessionTimers(session, now);
+        connected.push_back(session.peer);
+        ++it;
+      }
+    } else {
+      Session& session = client_session_;
+      if (now - session.last_received_ms > options_.heartbeat_timeout_ms) {
+        if (client_connected_) {
+          spdlog::warn("link: {} silent for {} ms: reconnecting", session.peer,
+                       now - session.last_received_ms);
+          Count([](LinkCounters& c) { ++c.peers_lost; });
+        }
+        Reconnect();
+      } else {
+        SessionTimers(session, now);
+        if (!session.hello_received) SendHello(session, /*reply=*/false, /*force=*/false);
+      }
+      if (client_connected_) connected.push_back(session.peer);
+    }
+    std::lock_guard lock(counters_mu_);
+    connected_ = std::move(connected);
+  }
+
+  void SessionTimers(Session& session, int64_t now) {
+    if (session.resync_at_ms != 0 && now >= session.resync_at_ms) {
+      session.resync_at_ms = 0;
+      SendHello(session, /*reply=*/false, /*force=*/true);
+    }
+    if (now - session.last_sent_ms >= options_.heartbeat_interval_ms && session.hello_received) {
+      flatbuffers::FlatBufferBuilder builder(64);
+      auto heartbeat = wire::CreateHeartbeat(builder, NowUs(), Backlog(session.peer));
+      builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Heartbeat, heartbeat.Union()));
+      SendFrame(session, builder);
+    }
+  }
+
+  void Reconnect() {
+    client_connected_ = false;
+    Count([](LinkCounters& c) { ++c.reconnects; });
+    try {
+      socket_.close();
+      OpenClientSocket();
+    } catch (const zmq::error_t& e) {
+      spdlog::error("link: reconnecting to {}: {}", client_options_.server_endpoint, e.what());
+    }
+    Session& session = client_session_;
+    session.hello_received = false;
+    session.next_to_send.clear();
+    session.last_received_ms = NowMs();
+    session.last_hello_sent_ms = -1000000;
+  }
+
+  Session* FindSession(const std::string& peer) {
+    if (!server_) return &client_session_;
+    auto it = sessions_.find(peer);
+    return it == sessions_.end() ? nullptr : &it->second;
+  }
+
+  void Refuse(const std::string& peer, const std::string& reason) {
+    spdlog::warn("link: refused a frame from {}: {}", peer, reason);
+    std::lock_guard lock(counters_mu_);
+    ++counters_.refused[reason];
+  }
+
+  template <typename F>
+  void Count(F update) {
+    std::lock_guard lock(counters_mu_);
+    update(counters_);
+  }
+
+  const bool server_;
+  MessageStore* store_;
+  DeliveryHandler handler_;
+  LinkOptions options_;
+  PeerRegistry* peers_ = nullptr;
+  LinkClient::Options client_options_;
+
+  zmq::context_t context_;
+  std::unique_ptr<ZapHandler> zap_;
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  Wakeup wakeup_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> client_connected_{false};
+  std::thread thread_;
+
+  std::map<std::string, Session> sessions_;  // server: by peer identity (link thread only)
+  Session client_session_;                   // client (link thread only)
+
+  uint64_t listener_id_ = 0;
+  std::mutex completions_mu_;  // guards completions_ and in_flight_
+  std::vector<Completion> completions_;
+  size_t in_flight_ = 0;  // deliveries submitted to the store and not yet completed
+  std::condition_variable in_flight_cv_;
+
+  mutable std::mutex counters_mu_;
+  LinkCounters counters_;
+  std::vector<std::string> connected_;
+};
+
+class LinkServerImpl final : public LinkServer {
+ public:
+  explicit LinkServerImpl(std::unique_ptr<LinkEngine> engine) : engine_(std::move(engine)) {}
+  std::string endpoint() const override { return engine_->endpoint(); }
+  LinkCounters counters() const override { return engine_->counters(); }
+  std::vector<std::string> connected_peers() const override { return engine_->connected_peers(); }
+
+ private:
+  std::unique_ptr<LinkEngine> engine_;
+};
+
+class LinkClientImpl final : public LinkClient {
+ public:
+  explicit LinkClientImpl(std::unique_ptr<LinkEngine> engine) : engine_(std::move(engine)) {}
+  bool connected() const override { return engine_->connected(); }
+  LinkCounters counters() const override { return engine_->counters(); }
+
+ private:
+  std::unique_ptr<LinkEngine> engine_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<LinkServer>> LinkServer::Start(MessageStore* store,
+                                                        DeliveryHandler handler, Options options) {
+  auto engine = std::make_unique<LinkEngine>(true, store, std::move(handler), options.link);
+  RETURN_IF_ERROR(engine->StartServer(options));
+  return std::unique_ptr<LinkServer>(new LinkServerImpl(std::move(engine)));
+}
+
+StatusOr<std::unique_ptr<LinkClient>> LinkClient::Start(MessageStore* store,
+                                                        DeliveryHandler handler, Options options) {
+  auto engine = std::make_unique<LinkEngine>(false, store, std::move(handler), options.link);
+  RETURN_IF_ERROR(engine->StartClient(options));
+  return std::unique_ptr<LinkClient>(new LinkClientImpl(std::move(engine)));
+}
+
+}  // namespace keyline::broker
