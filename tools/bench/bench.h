@@ -14,5 +14,7 @@ struct BenchContext {
 
 // she_bench.cc: `keyline-bench she`.
 void RegisterSheBench(CLI::App& root, BenchContext& context);
+// queue_bench.cc: `keyline-bench queue`.
+void RegisterQueueBench(CLI::App& root, BenchContext& context);
 
 }  // namespace keyline::bench

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   keyline::bench::BenchContext context;
   keyline::bench::RegisterSheBench(app, context);
+  keyline::bench::RegisterQueueBench(app, context);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
