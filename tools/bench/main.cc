@@ -4,10 +4,13 @@
 #include <iostream>
 
 #include "bench.h"
+#include "keyline/common/log.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"keyline-bench: Keyline throughput figures"};
   app.require_subcommand(1);
+  // Logs go to stderr, so that stdout (figures, --json) stays machine-readable.
+  if (!keyline::InitLogging({"keyline-bench", "warn", std::nullopt}).ok()) return 1;
   keyline::bench::BenchContext context;
   keyline::bench::RegisterSheBench(app, context);
   keyline::bench::RegisterQueueBench(app, context);

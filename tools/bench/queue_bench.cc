@@ -39,6 +39,7 @@ using Clock = std::chrono::steady_clock;
 struct QueueBenchOptions {
   uint64_t messages = 200000;
   size_t size = 256;
+  size_t window = broker::LinkOptions{}.window;
   bool json = false;
 };
 
@@ -92,7 +93,8 @@ int RunReceiver(const QueueBenchOptions& options, const std::filesystem::path& d
   auto server = broker::LinkServer::Start(store->get(), handler,
                                           {.bind_endpoint = "tcp://127.0.0.1:0",
                                            .keys = server_keys,
-                                           .peers = &peers});
+                                           .peers = &peers,
+                                           .link = {.window = options.window}});
   if (!server.ok()) {
     std::cerr << "receiver: " << server.status() << "\n";
     return 1;
@@ -186,7 +188,8 @@ int RunQueueBench(const QueueBenchOptions& options) {
         {.server_endpoint = endpoint,
          .server_key = server_keys->public_key(),
          .server_name = "bench-receiver",
-         .keys = *sender_keys});
+         .keys = *sender_keys,
+         .link = {.window = options.window}});
     if (!client.ok()) {
       std::cerr << "keyline-bench: " << client.status() << "\n";
       return 1;
@@ -244,6 +247,7 @@ int RunQueueBench(const QueueBenchOptions& options) {
     result["mb_per_s"] = rate * static_cast<double>(options.size) / 1e6;
     result["durable_enqueue_per_s"] = static_cast<double>(options.messages) / enqueue_seconds;
     result["sender_messages_per_synced_write"] = group;
+    result["window"] = options.window;
     result["ceiling_per_s"] = ceiling;
     result["ratio_to_ceiling"] = ceiling > 0 ? rate / ceiling : 0;
     if (result["delivered"] != options.messages || result["duplicates_applied"] != 0 || failed != 0) {
@@ -285,6 +289,8 @@ void RegisterQueueBench(CLI::App& root, BenchContext& context) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{100000000}));
   command->add_option("--size", options->size, "approximate message size in bytes (default 256)")
       ->check(CLI::Range(size_t{64}, size_t{512 * 1024}));
+  command->add_option("--window", options->window, "messages in flight per stream (default: the link's)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   command->add_flag("--json", options->json, "print one JSON object as the last line");
   command->callback([options, &context] { context.exit_code = RunQueueBench(*options); });
 }

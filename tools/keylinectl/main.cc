@@ -7,6 +7,7 @@
 #include <string>
 
 #include "command.h"
+#include "keyline/common/log.h"
 
 namespace keyline::keylinectl {
 
@@ -49,6 +50,8 @@ int main(int argc, char** argv) {
   using keyline::keylinectl::CommandContext;
   CLI::App app{"keylinectl: Keyline administration and engineering tool"};
   app.require_subcommand(1);
+  // Logs go to stderr, so that stdout (figures, --json) stays machine-readable.
+  if (!keyline::InitLogging({"keylinectl", "warn", std::nullopt}).ok()) return 1;
   CommandContext context{&std::cout, &std::cerr};
   keyline::keylinectl::RegisterSheCommands(app, context);
   try {
