@@ -65,6 +65,9 @@ class GroupWriteContext final : public WriteContext {
   void RecordDeadLetter(const QueueId& from, uint64_t sequence, std::string_view reason,
                         std::span<const uint8_t> envelope) override;
 
+  // Puts the applied position of every stream this group advanced; call once, after the items.
+  void WriteAppliedPositions();
+
   uint64_t PendingAcked(const QueueId& queue) const;
   void SetAcked(const QueueId& queue, uint64_t sequence);
 
@@ -300,9 +303,15 @@ uint64_t GroupWriteContext::AppliedThrough(const QueueId& from) const {
 }
 
 void GroupWriteContext::MarkApplied(const QueueId& from, uint64_t sequence) {
-  batch_.Put(store_.family(), keys::QueuePrefix(keys::kApplied, from),
-             keys::EncodeSequence(sequence));
+  // Written once per group for each stream (WriteAppliedPositions), not once per message.
   Set(applied_, from, sequence);
+}
+
+void GroupWriteContext::WriteAppliedPositions() {
+  for (const auto& [from, sequence] : applied_) {
+    batch_.Put(store_.family(), keys::QueuePrefix(keys::kApplied, from),
+               keys::EncodeSequence(sequence));
+  }
 }
 
 uint64_t GroupWriteContext::PendingAcked(const QueueId& queue) const {
@@ -453,6 +462,7 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
     results.resize(ran);
   }
 
+  context.WriteAppliedPositions();
   Status written;
   if (batch.Count() > 0) {
     rocksdb::WriteOptions write_options;
