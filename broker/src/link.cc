@@ -79,6 +79,16 @@ struct Completion {
   Outcome outcome;
 };
 
+// A verified delivery waiting to be handed to the store; `frame` owns the bytes it points into.
+struct PendingDelivery {
+  std::shared_ptr<std::string> frame;
+  Delivery delivery;
+  std::span<const uint8_t> envelope;
+};
+
+// Most deliveries applied by one work item.
+constexpr size_t kMaxDeliveriesPerWork = 1024;
+
 struct Session {
   std::string peer;
   std::string routing_id;  // server side: the ROUTER's id of the peer's current connection
@@ -212,6 +222,7 @@ class LinkEngine {
       }
       if (items[1].revents & ZMQ_POLLIN) wakeup_.Drain();
       ReceiveFrames();
+      SubmitDeliveries();
       HandleCompletions();
       Pump();
       Timers();
@@ -383,24 +394,44 @@ class LinkEngine {
       Refuse(session.peer, "bad_stream_or_sequence");
       return;
     }
-    Delivery delivery{session.peer, stream, e->sequence(), envelope->type, envelope->payload,
-                      e->created_at_us()};
-    auto outcome = std::make_shared<Outcome>(Outcome::kRetryLater);
+    pending_.push_back({frame,
+                        Delivery{session.peer, stream, e->sequence(), envelope->type,
+                                 envelope->payload, e->created_at_us()},
+                        bytes});
+    if (pending_.size() >= kMaxDeliveriesPerWork) SubmitDeliveries();
+  }
+
+  // Hands the deliveries received so far to the store as ONE work item: one function call,
+  // one completion and one wake-up per burst instead of per message.
+  void SubmitDeliveries() {
+    if (pending_.empty()) return;
+    auto batch = std::make_shared<std::vector<PendingDelivery>>(std::move(pending_));
+    pending_.clear();
+    auto outcomes = std::make_shared<std::vector<Outcome>>(batch->size(), Outcome::kRetryLater);
     {
       std::lock_guard lock(completions_mu_);
       ++in_flight_;
     }
     store_->Submit(
-        [this, frame, delivery, bytes, outcome](WriteContext& write) -> Status {
-          return Apply(delivery, bytes, write, *outcome);
+        [this, batch, outcomes](WriteContext& write) -> Status {
+          for (size_t i = 0; i < batch->size(); ++i) {
+            const PendingDelivery& pending = (*batch)[i];
+            // A delivery that must wait (retry later) leaves the rest of its stream as gaps:
+            // the peer resends from it after the resync.
+            (*outcomes)[i] = Apply(pending.delivery, pending.envelope, write);
+          }
+          return Status::Ok();
         },
-        [this, delivery, outcome](const Status& status) {
-          Outcome result = status.ok() ? *outcome : Outcome::kRetryLater;
+        [this, batch, outcomes](const Status& status) {
           bool was_empty;
           {
             std::lock_guard lock(completions_mu_);
             was_empty = completions_.empty();
-            completions_.push_back({delivery.peer, delivery.stream, delivery.sequence, result});
+            for (size_t i = 0; i < batch->size(); ++i) {
+              const Delivery& delivery = (*batch)[i].delivery;
+              completions_.push_back({delivery.peer, delivery.stream, delivery.sequence,
+                                      status.ok() ? (*outcomes)[i] : Outcome::kRetryLater});
+            }
             if (--in_flight_ == 0) in_flight_cv_.notify_all();
           }
           if (was_empty) wakeup_.Signal();
@@ -408,18 +439,11 @@ class LinkEngine {
   }
 
   // Runs on the commit thread, inside the group write.
-  Status Apply(const Delivery& delivery, std::span<const uint8_t> envelope, WriteContext& write,
-               Outcome& outcome) {
+  Outcome Apply(const Delivery& delivery, std::span<const uint8_t> envelope, WriteContext& write) {
     QueueId from{delivery.peer, delivery.stream};
     uint64_t applied = write.AppliedThrough(from);
-    if (delivery.sequence <= applied) {
-      outcome = Outcome::kDuplicate;
-      return Status::Ok();
-    }
-    if (delivery.sequence > applied + 1) {
-      outcome = Outcome::kGap;
-      return Status::Ok();
-    }
+    if (delivery.sequence <= applied) return Outcome::kDuplicate;
+    if (delivery.sequence > applied + 1) return Outcome::kGap;
     write.SetSavePoint();
     Status status;
     try {
@@ -430,21 +454,18 @@ class LinkEngine {
     if (status.ok()) {
       write.PopSavePoint();
       write.MarkApplied(from, delivery.sequence);
-      outcome = Outcome::kApplied;
-      return Status::Ok();
+      return Outcome::kApplied;
     }
     write.RollbackToSavePoint();
     if (status.code() == StatusCode::kUnavailable ||
         status.code() == StatusCode::kResourceExhausted) {
-      outcome = Outcome::kRetryLater;
-      return status;
+      return Outcome::kRetryLater;
     }
     spdlog::warn("link: refused {} #{} from {} for good: {}", delivery.stream, delivery.sequence,
                  delivery.peer, status.ToString());
     write.RecordDeadLetter(from, delivery.sequence, status.ToString(), envelope);
     write.MarkApplied(from, delivery.sequence);
-    outcome = Outcome::kDeadLetter;
-    return Status::Ok();
+    return Outcome::kDeadLetter;
   }
 
   void HandleCompletions() {
@@ -704,6 +725,7 @@ class LinkEngine {
   std::map<std::string, Session> sessions_;  // server: by peer identity (link thread only)
   Session client_session_;                   // client (link thread only)
 
+  std::vector<PendingDelivery> pending_;  // received this turn, not yet submitted (link thread)
   uint64_t listener_id_ = 0;
   std::mutex completions_mu_;  // guards completions_ and in_flight_
   std::vector<Completion> completions_;

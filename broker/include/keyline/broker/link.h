@@ -42,8 +42,9 @@ struct Delivery {
 using DeliveryHandler = std::function<Status(const Delivery&, WriteContext&)>;
 
 struct LinkOptions {
-  // Unacknowledged messages in flight per stream. Default 1024.
-  size_t window = 1024;
+  // Unacknowledged messages in flight per stream. Default 4096: enough to keep a link busy
+  // through the receiver's fsync (keyline-bench queue --window shows the effect).
+  size_t window = 4096;
   // Largest frame accepted; bigger ones are refused and counted. Default 1 MiB.
   size_t max_frame_bytes = 1u << 20;
   // Send a heartbeat after this long without sending. Default 1000 ms.
