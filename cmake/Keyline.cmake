@@ -39,7 +39,7 @@ endfunction()
 function(keyline_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS;ENVIRONMENT" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
-  target_link_libraries(${name} PRIVATE ${ARG_DEPS} Boost::unit_test_framework)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} keyline::test_support Boost::unit_test_framework)
   # Tests are not shipped: keep them out of <build>/bin, which holds the product's binaries.
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/test-bin)
   keyline_apply_warnings(${name})

@@ -19,14 +19,14 @@
 #include "keyline/broker/curve_keys.h"
 #include "keyline/broker/database.h"
 #include "keyline/broker/message_store.h"
-#include "test_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 extern char** environ;
 
 namespace keyline::broker {
 namespace {
 
-using testing::TestDir;
+using TestDir = keyline::testing::TempDir;
 using namespace std::chrono_literals;
 
 constexpr uint64_t kMessages = 100000;

@@ -15,13 +15,13 @@
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/kms_pks_generated.h"
 #include "keyline/wire/link_generated.h"
-#include "test_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 namespace keyline::broker {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::TestDir;
+using TestDir = keyline::testing::TempDir;
 
 // A StockRequest count that the test handler refuses for good (an application-level error).
 constexpr uint32_t kRefusedCount = 999999;

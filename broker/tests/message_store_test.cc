@@ -9,12 +9,12 @@
 #include "keyline/broker/database.h"
 #include "keyline/broker/message_store.h"
 #include "keyline/wire/envelope_generated.h"
-#include "test_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 namespace keyline::broker {
 namespace {
 
-using testing::TestDir;
+using TestDir = keyline::testing::TempDir;
 
 const QueueId kRecords{"kms", "records"};
 const QueueId kStatus{"kms", "status"};

@@ -6,12 +6,12 @@
 #include "keyline/broker/queue_inspector.h"
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/kms_pks_generated.h"
-#include "test_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 namespace keyline::broker {
 namespace {
 
-using testing::TestDir;
+using TestDir = keyline::testing::TempDir;
 
 std::vector<uint8_t> StockRequestBytes(uint32_t count) {
   flatbuffers::FlatBufferBuilder builder;

@@ -1,5 +1,7 @@
 #include "secret_bytes.h"
 
+#include "keyline/common/hex.h"
+
 #include <sodium.h>
 
 #include <cstdlib>
@@ -107,15 +109,6 @@ bool SecretBytes::Equals(std::span<const uint8_t> other) const {
   return sodium_memcmp(data_, other.data(), size_) == 0;
 }
 
-namespace {
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
 StatusOr<SecretBytes> ParseSecretHex(std::string_view hex, std::string_view what,
                                      size_t expected_bytes) {
   if (hex.size() != expected_bytes * 2) {
@@ -126,8 +119,8 @@ StatusOr<SecretBytes> ParseSecretHex(std::string_view hex, std::string_view what
   }
   SecretBytes out(expected_bytes);
   for (size_t i = 0; i < expected_bytes; ++i) {
-    int hi = HexValue(hex[2 * i]);
-    int lo = HexValue(hex[2 * i + 1]);
+    int hi = HexDigitValue(hex[2 * i]);
+    int lo = HexDigitValue(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       // The position only: the digits around it may be key material.
       size_t bad = hi < 0 ? 2 * i : 2 * i + 1;

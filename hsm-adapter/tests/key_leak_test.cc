@@ -25,7 +25,7 @@
 #include "keyline/hsm/pkcs11_custody.h"
 #include "keyline/hsm/software_custody.h"
 #include "softhsm_fixture.h"
-#include "temp_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 namespace keyline::hsm {
 namespace {
@@ -67,7 +67,7 @@ void Check(const rocksdb::Status& status) { BOOST_REQUIRE_MESSAGE(status.ok(), s
 
 // Runs the whole life of 1,000 keys through `custody` and scans what it left behind.
 void StoreUseAndScan(KeyCustody& custody, const std::string& name) {
-  testing::TempDir dir;
+  keyline::testing::TempDir dir;
   std::ostringstream log_text;
   auto previous_logger = spdlog::default_logger();
   auto logger = std::make_shared<spdlog::logger>(
@@ -188,7 +188,7 @@ void StoreUseAndScan(KeyCustody& custody, const std::string& name) {
 }
 
 BOOST_AUTO_TEST_CASE(SoftwareBackendLeavesNoKeyBytesInRocksDbLogsOrErrors) {
-  testing::TempDir dir;
+  keyline::testing::TempDir dir;
   auto path = dir.path() / "master.key";
   KL_REQUIRE_OK(CreateMasterKeyFile(path, {}));
   SoftwareCustodyOptions options;

@@ -227,7 +227,7 @@ BOOST_AUTO_TEST_CASE(PinMustComeFromExactlyOneSource) {
   Pkcs11CustodyOptions options = TokenOptions(testing::kTokenA);
   options.pin_env_var.reset();
   BOOST_TEST(CreatePkcs11Custody(options).status().code() == StatusCode::kInvalidArgument);
-  testing::TempDir dir;
+  keyline::testing::TempDir dir;
   std::ofstream(dir.path() / "pin") << "123456\n";
   options.pin_file = dir.path() / "pin";
   BOOST_TEST(CreatePkcs11Custody(options).ok());

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "keyline/hsm/pkcs11_custody.h"
-#include "temp_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 namespace keyline::hsm::testing {
 
@@ -45,7 +45,7 @@ class SoftHsm {
   }
 
  private:
-  TempDir dir_;
+  keyline::testing::TempDir dir_;
 };
 
 inline Pkcs11CustodyOptions TokenOptions(const char* label) {

@@ -11,12 +11,12 @@
 
 #include "custody_checks.h"
 #include "keyline/hsm/software_custody.h"
-#include "temp_dir.h"
+#include "keyline/testing/temp_dir.h"
 
 namespace keyline::hsm {
 namespace {
 
-using testing::TempDir;
+using keyline::testing::TempDir;
 
 // Argon2id at libsodium's minimum cost keeps the tests fast (the cost is a file parameter).
 MasterKeyFileOptions CheapPassphrase(std::filesystem::path passphrase_file) {

@@ -13,6 +13,9 @@
 
 namespace keyline {
 
+// 0..15 for a hex digit (either case), -1 for anything else.
+int HexDigitValue(char c);
+
 // Lower-case hex.
 std::string ToHex(std::span<const uint8_t> bytes);
 
