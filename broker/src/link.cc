@@ -36,6 +36,8 @@ constexpr int kMaxFramesPerTurn = 4096;
 // Messages sent per loop turn, over all peers.
 constexpr size_t kMaxSendsPerTurn = 8192;
 constexpr int64_t kHelloRetryMs = 250;
+// A scheduled contact that has not drained by then is closed; the next one resumes.
+constexpr int64_t kMaxContactMs = 10 * 60 * 1000;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -137,9 +139,13 @@ class LinkEngine {
 
   Status StartClient(LinkClient::Options& options) {
     RETURN_IF_ERROR(ValidateName("server name", options.server_name));
+    if (options.contact_interval_s < 0) {
+      return InvalidArgumentError("contact_interval_s must be 0 (continuous) or positive");
+    }
     client_options_ = options;
+    scheduled_ = options.contact_interval_s > 0;
     try {
-      OpenClientSocket();
+      OpenClientSocket();  // the first contact starts at once, in both modes
     } catch (const zmq::error_t& e) {
       return InvalidArgumentError("link client cannot connect to " + options.server_endpoint +
                                   ": " + e.what());
@@ -175,6 +181,10 @@ class LinkEngine {
     return connected_;
   }
   bool connected() const { return client_connected_; }
+  void ContactNow() {
+    contact_requested_ = true;
+    wakeup_.Signal();
+  }
 
  private:
   void ConfigureCommon() {
@@ -203,6 +213,9 @@ class LinkEngine {
     socket_.set(zmq::sockopt::curve_secretkey,
                 zmq::const_buffer(client_options_.keys.secret_key_for_socket(), 32));
     socket_.connect(client_options_.server_endpoint);
+    in_contact_ = true;
+    contact_started_ms_ = NowMs();
+    Count([](LinkCounters& c) { ++c.contacts; });
   }
 
   void Launch() {
@@ -212,16 +225,18 @@ class LinkEngine {
 
   void Run() {
     while (!stopping_) {
-      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, wakeup_.fd(), ZMQ_POLLIN, 0}};
+      // Between scheduled contacts there is no socket: only the wake-up is watched.
+      zmq::pollitem_t items[] = {{nullptr, wakeup_.fd(), ZMQ_POLLIN, 0},
+                                 {socket_.handle(), 0, ZMQ_POLLIN, 0}};
+      int count = socket_.handle() != nullptr ? 2 : 1;
       try {
-        zmq::poll(items, 2, std::chrono::milliseconds(50));
+        zmq::poll(items, count, std::chrono::milliseconds(50));
       } catch (const zmq::error_t& e) {
         if (e.num() == ETERM) return;
         if (e.num() != EINTR) spdlog::error("link poll: {}", e.what());
       }
-      if (items[1].revents & ZMQ_POLLIN) wakeup_.Drain();
-      ReceiveFrames();
+      if (items[0].revents & ZMQ_POLLIN) wakeup_.Drain();
+      if (socket_.handle() != nullptr) ReceiveFrames();
       SubmitDeliveries();
       HandleCompletions();
       Pump();
@@ -321,6 +336,7 @@ class LinkEngine {
         OnHello(session, *link_frame->body_as_Hello());
         break;
       case wire::LinkBody::Data:
+        last_data_received_ms_ = NowMs();
         OnData(session, frame, *link_frame->body_as_Data());
         break;
       case wire::LinkBody::Ack:
@@ -366,7 +382,10 @@ class LinkEngine {
       session.next_to_send[queue.stream] = applied + 1;
       if (applied > acked) store_->Acknowledge(queue, applied);
     }
-    if (!server_) client_connected_ = true;
+    if (!server_) {
+      client_connected_ = true;
+      last_hello_reply_ms_ = hello.reply() ? NowMs() : last_hello_reply_ms_;
+    }
     if (!hello.reply()) SendHello(session, /*reply=*/true, /*force=*/true);
   }
 
@@ -581,15 +600,20 @@ class LinkEngine {
       positions.push_back(wire::CreateStreamPosition(builder, builder.CreateString(stream), applied));
     }
     auto hello = wire::CreateHello(builder, kProtocolVersion, reply,
-                                   builder.CreateVector(positions), Backlog(session.peer));
+                                   builder.CreateVector(positions), Backlog(session));
     builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Hello, hello.Union()));
     if (SendFrame(session, builder)) session.last_hello_sent_ms = now;
   }
 
-  uint64_t Backlog(const std::string& peer) const {
+  // Messages waiting for `session`'s peer: the acknowledgements just received count at once,
+  // before the store has written them.
+  uint64_t Backlog(const Session& session) const {
     uint64_t backlog = 0;
-    for (const auto& queue : store_->QueuesTo(peer)) {
-      backlog += store_->LastSequence(queue) - store_->AckedThrough(queue);
+    for (const auto& queue : store_->QueuesTo(session.peer)) {
+      auto it = session.acked.find(queue.stream);
+      uint64_t acked = std::max(store_->AckedThrough(queue), it == session.acked.end() ? 0 : it->second);
+      uint64_t last = store_->LastSequence(queue);
+      backlog += last > acked ? last - acked : 0;
     }
     return backlog;
   }
@@ -598,6 +622,7 @@ class LinkEngine {
   // connection is gone); the protocol resends what matters.
   bool SendFrame(Session& session, flatbuffers::FlatBufferBuilder& builder) {
     zmq::const_buffer frame(builder.GetBufferPointer(), builder.GetSize());
+    if (socket_.handle() == nullptr) return false;  // between scheduled contacts
     try {
       if (server_) {
         if (session.routing_id.empty()) return false;
@@ -640,9 +665,16 @@ class LinkEngine {
         connected.push_back(session.peer);
         ++it;
       }
+    } else if (scheduled_ && !in_contact_) {
+      if (contact_requested_.exchange(false) || now >= next_contact_ms_) StartContact();
     } else {
       Session& session = client_session_;
-      if (now - session.last_received_ms > options_.heartbeat_timeout_ms) {
+      contact_requested_ = false;  // already in contact
+      if (scheduled_ && ContactDrained(session, now)) {
+        EndContact("drained");
+      } else if (scheduled_ && now - contact_started_ms_ > kMaxContactMs) {
+        EndContact("took too long; the next contact resumes");
+      } else if (now - session.last_received_ms > options_.heartbeat_timeout_ms) {
         if (client_connected_) {
           spdlog::warn("link: {} silent for {} ms: reconnecting", session.peer,
                        now - session.last_received_ms);
@@ -666,10 +698,52 @@ class LinkEngine {
     }
     if (now - session.last_sent_ms >= options_.heartbeat_interval_ms && session.hello_received) {
       flatbuffers::FlatBufferBuilder builder(64);
-      auto heartbeat = wire::CreateHeartbeat(builder, NowUs(), Backlog(session.peer));
+      auto heartbeat = wire::CreateHeartbeat(builder, NowUs(), Backlog(session));
       builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Heartbeat, heartbeat.Union()));
       SendFrame(session, builder);
     }
+  }
+
+  // Scheduled contact: both sides have nothing left for each other. The server's backlog is
+  // the one it reported in its latest Hello reply; we ask again (a Hello) once our side is
+  // drained, so a reply newer than our last acknowledgement decides.
+  bool ContactDrained(Session& session, int64_t now) {
+    if (!session.hello_received || Backlog(session) != 0) return false;
+    {
+      std::lock_guard lock(completions_mu_);
+      if (in_flight_ != 0 || !completions_.empty()) return false;
+    }
+    if (!pending_.empty()) return false;
+    if (session.peer_backlog == 0 && last_hello_reply_ms_ > last_data_received_ms_) return true;
+    SendHello(session, /*reply=*/false, /*force=*/false);
+    (void)now;
+    return false;
+  }
+
+  void StartContact() {
+    try {
+      OpenClientSocket();
+    } catch (const zmq::error_t& e) {
+      spdlog::error("link: contacting {}: {}", client_options_.server_endpoint, e.what());
+      next_contact_ms_ = NowMs() + 1000L * client_options_.contact_interval_s;
+      return;
+    }
+    Session& session = client_session_;
+    session.hello_received = false;
+    session.next_to_send.clear();
+    session.peer_backlog = UINT64_MAX;
+    session.last_received_ms = contact_started_ms_;
+    session.last_hello_sent_ms = -1000000;
+    SendHello(session, /*reply=*/false, /*force=*/true);
+  }
+
+  void EndContact(const char* why) {
+    spdlog::info("link: contact with {} closed: {}", client_session_.peer, why);
+    socket_.close();
+    in_contact_ = false;
+    client_connected_ = false;
+    client_session_.hello_received = false;
+    next_contact_ms_ = NowMs() + 1000L * client_options_.contact_interval_s;
   }
 
   void Reconnect() {
@@ -720,6 +794,14 @@ class LinkEngine {
   Wakeup wakeup_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> client_connected_{false};
+  // Scheduled contact (client only; link thread except contact_requested_).
+  bool scheduled_ = false;
+  bool in_contact_ = false;
+  std::atomic<bool> contact_requested_{false};
+  int64_t next_contact_ms_ = 0;
+  int64_t contact_started_ms_ = 0;
+  int64_t last_hello_reply_ms_ = 0;
+  int64_t last_data_received_ms_ = 0;
   std::thread thread_;
 
   std::map<std::string, Session> sessions_;  // server: by peer identity (link thread only)
@@ -752,6 +834,7 @@ class LinkClientImpl final : public LinkClient {
  public:
   explicit LinkClientImpl(std::unique_ptr<LinkEngine> engine) : engine_(std::move(engine)) {}
   bool connected() const override { return engine_->connected(); }
+  void ContactNow() override { engine_->ContactNow(); }
   LinkCounters counters() const override { return engine_->counters(); }
 
  private:

@@ -330,6 +330,54 @@ BOOST_AUTO_TEST_CASE(ClientRestartResumesWhereItsPeerLeftOff) {
   for (size_t i = 1; i < after.size(); ++i) BOOST_TEST(after[i] == after[i - 1] + 1);
 }
 
+BOOST_AUTO_TEST_CASE(ScheduledContactDrainsBothWaysThenDisconnects) {
+  TestDir dir;
+  Node kms(dir.path() / "kms", "kms");
+  Node plant(dir.path() / "plant", "plant-b");
+  auto server_keys = *CurveKeyPair::Generate();
+  auto plant_keys = *CurveKeyPair::Generate();
+  PeerRegistry peers;
+  BOOST_REQUIRE(peers.Add(plant_keys.public_key(), "plant-b").ok());
+  auto server = LinkServer::Start(kms.store.get(), kms.Handler(),
+                                  {.bind_endpoint = "tcp://127.0.0.1:0",
+                                   .keys = server_keys,
+                                   .peers = &peers,
+                                   .link = FastLink()});
+  BOOST_REQUIRE(server.ok());
+  plant.Send({"kms", "records"}, 1, 50);
+  kms.Send({"plant-b", "stock"}, 100, 30);
+  // An hour between contacts: only the first contact and ContactNow() may move anything.
+  auto client = LinkClient::Start(plant.store.get(), plant.Handler(),
+                                  {.server_endpoint = (*server)->endpoint(),
+                                   .server_key = server_keys.public_key(),
+                                   .server_name = "kms",
+                                   .keys = plant_keys,
+                                   .link = FastLink(),
+                                   .contact_interval_s = 3600});
+  BOOST_REQUIRE(client.ok());
+  BOOST_TEST(WaitFor([&] { return kms.Applied().size() == 50u && plant.Applied().size() == 30u; }));
+  // Drained both ways: the plant hangs up by itself.
+  BOOST_TEST(WaitFor([&] { return !(*client)->connected(); }));
+  BOOST_TEST((*client)->counters().contacts == 1u);
+  BOOST_TEST(WaitFor([&] { return plant.store->AckedThrough({"kms", "records"}) == 50u; }));
+
+  // New messages both ways wait for the next contact...
+  plant.Send({"kms", "records"}, 51, 5);
+  kms.Send({"plant-b", "stock"}, 130, 5);
+  std::this_thread::sleep_for(500ms);
+  BOOST_TEST(kms.Applied().size() == 50u);
+  BOOST_TEST(plant.Applied().size() == 30u);
+  // ...which ContactNow() opens at once.
+  (*client)->ContactNow();
+  BOOST_TEST(WaitFor([&] { return kms.Applied().size() == 55u && plant.Applied().size() == 35u; }));
+  BOOST_TEST(WaitFor([&] { return !(*client)->connected(); }));
+  BOOST_TEST((*client)->counters().contacts == 2u);
+  BOOST_TEST(kms.Applied() == Range(1, 55), boost::test_tools::per_element());
+  BOOST_TEST(plant.Applied() == Range(100, 35), boost::test_tools::per_element());
+  client->reset();
+  server->reset();
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace

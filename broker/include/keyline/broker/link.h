@@ -64,6 +64,7 @@ struct LinkCounters {
   uint64_t dead_letters = 0;
   uint64_t peers_lost = 0;          // heartbeat time-outs
   uint64_t reconnects = 0;          // client only
+  uint64_t contacts = 0;            // client only: connections opened (scheduled contact)
   // Refused frames by reason ("malformed", "too_large", "wrong_sender", "revoked_key", ...).
   std::map<std::string, uint64_t> refused;
   uint64_t refused_total() const {
@@ -110,14 +111,22 @@ class LinkClient {
     // This client's key pair (registered at the server).
     CurveKeyPair keys;
     LinkOptions link;
+    // 0 (default): stay connected. N > 0: scheduled contact — connect every N seconds (and
+    // whenever ContactNow() asks), exchange both ways until both sides have nothing left for
+    // each other, then disconnect: a plant that talks to the centre only from time to time.
+    int contact_interval_s = 0;
   };
 
   static StatusOr<std::unique_ptr<LinkClient>> Start(MessageStore* store, DeliveryHandler handler,
                                                      Options options);
   virtual ~LinkClient() = default;
 
-  // True once the server answered our Hello and has not gone silent since.
+  // True once the server answered our Hello and has not gone silent since (nor, with
+  // scheduled contact, been disconnected after draining).
   virtual bool connected() const = 0;
+  // Scheduled contact: open a contact now instead of waiting for the interval (for example,
+  // stock fell below its minimum). Continuous links ignore it. Thread-safe.
+  virtual void ContactNow() = 0;
   virtual LinkCounters counters() const = 0;
 };
 
