@@ -4,6 +4,7 @@
 //   'a' peer 0x00 stream                          -> seq(8)           (outbox: acked through)
 //   'i' peer 0x00 stream                          -> seq(8)           (inbox: applied through)
 //   'd' peer 0x00 stream 0x00 seq(8)              -> reason 0x00 envelope (refused for good)
+//   'l' peer                                       -> LinkState (link.fbs): last contact, last error
 //
 // Big-endian sequences make RocksDB's byte order the queue order. Names never contain 0x00
 // (ValidateName), so a prefix cannot run into a neighbouring queue.
@@ -22,6 +23,7 @@ inline constexpr char kMessage = 'q';
 inline constexpr char kAcked = 'a';
 inline constexpr char kApplied = 'i';
 inline constexpr char kDeadLetter = 'd';
+inline constexpr char kLinkState = 'l';
 
 inline void AppendBigEndian(std::string& out, uint64_t value) {
   for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(value >> shift));
@@ -49,6 +51,12 @@ inline std::string QueuePrefix(char kind, const QueueId& queue) {
 inline std::string MessageKey(const QueueId& queue, uint64_t sequence, char kind = kMessage) {
   std::string key = QueuePrefix(kind, queue);
   AppendBigEndian(key, sequence);
+  return key;
+}
+
+inline std::string LinkStateKey(std::string_view peer) {
+  std::string key(1, kLinkState);
+  key += peer;
   return key;
 }
 

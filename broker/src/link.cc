@@ -36,6 +36,8 @@ constexpr int kMaxFramesPerTurn = 4096;
 // Messages sent per loop turn, over all peers.
 constexpr size_t kMaxSendsPerTurn = 8192;
 constexpr int64_t kHelloRetryMs = 250;
+// Link state for keyline-queue (last contact, last error) is written at most this often per peer.
+constexpr int64_t kLinkStateEveryMs = 1000;
 // A scheduled contact that has not drained by then is closed; the next one resumes.
 constexpr int64_t kMaxContactMs = 10 * 60 * 1000;
 
@@ -102,6 +104,7 @@ struct Session {
   std::map<std::string, uint64_t> next_to_send;  // per outbound stream
   std::map<std::string, uint64_t> acked;         // per outbound stream, as the peer told us
   uint64_t peer_backlog = 0;
+  int64_t last_contact_recorded_ms = -1000000;
 };
 
 class LinkEngine {
@@ -312,6 +315,10 @@ class LinkEngine {
   void HandleFrame(Session& session, const zmq::message_t& message) {
     Count([](LinkCounters& c) { ++c.frames_received; });
     session.last_received_ms = NowMs();
+    if (session.last_received_ms - session.last_contact_recorded_ms >= kLinkStateEveryMs) {
+      session.last_contact_recorded_ms = session.last_received_ms;
+      store_->RecordContact(session.peer, NowUs());
+    }
     if (message.size() > options_.max_frame_bytes) {
       Refuse(session.peer, "too_large");
       return;
@@ -658,6 +665,7 @@ class LinkEngine {
           spdlog::warn("link: {} silent for {} ms: session closed", session.peer,
                        now - session.last_received_ms);
           Count([](LinkCounters& c) { ++c.peers_lost; });
+          RecordError(session.peer, "silent for " + std::to_string(now - session.last_received_ms) + " ms");
           it = sessions_.erase(it);
           continue;
         }
@@ -679,6 +687,7 @@ class LinkEngine {
           spdlog::warn("link: {} silent for {} ms: reconnecting", session.peer,
                        now - session.last_received_ms);
           Count([](LinkCounters& c) { ++c.peers_lost; });
+          RecordError(session.peer, "silent for " + std::to_string(now - session.last_received_ms) + " ms");
         }
         Reconnect();
       } else {
@@ -762,6 +771,15 @@ class LinkEngine {
     session.last_hello_sent_ms = -1000000;
   }
 
+  // Throttled per peer, so a flood of bad frames costs one write a second, not one each.
+  void RecordError(const std::string& peer, const std::string& error) {
+    int64_t now = NowMs();
+    int64_t& last = last_error_recorded_ms_[peer];
+    if (now - last < kLinkStateEveryMs) return;
+    last = now;
+    store_->RecordLinkError(peer, error, NowUs());
+  }
+
   Session* FindSession(const std::string& peer) {
     if (!server_) return &client_session_;
     auto it = sessions_.find(peer);
@@ -770,6 +788,7 @@ class LinkEngine {
 
   void Refuse(const std::string& peer, const std::string& reason) {
     spdlog::warn("link: refused a frame from {}: {}", peer, reason);
+    RecordError(peer, "refused a frame: " + reason);
     std::lock_guard lock(counters_mu_);
     ++counters_.refused[reason];
   }
@@ -807,6 +826,7 @@ class LinkEngine {
   std::map<std::string, Session> sessions_;  // server: by peer identity (link thread only)
   Session client_session_;                   // client (link thread only)
 
+  std::map<std::string, int64_t> last_error_recorded_ms_;  // link thread only
   std::vector<PendingDelivery> pending_;  // received this turn, not yet submitted (link thread)
   uint64_t listener_id_ = 0;
   std::mutex completions_mu_;  // guards completions_ and in_flight_

@@ -17,6 +17,7 @@
 
 #include "keyline/broker/database.h"
 #include "keyline/wire/envelope_generated.h"
+#include "keyline/wire/link_generated.h"
 #include "keys.h"
 #include "rocksdb_status.h"
 
@@ -217,6 +218,23 @@ class MessageStoreImpl final : public MessageStore {
 
   const std::string& self() const override { return options_.self; }
 
+  void RecordContact(const std::string& peer, int64_t at_us) override {
+    {
+      std::lock_guard lock(mu_);
+      link_states_[peer].last_contact_us = at_us;
+    }
+    PersistLinkState(peer);
+  }
+  void RecordLinkError(const std::string& peer, std::string_view error, int64_t at_us) override {
+    {
+      std::lock_guard lock(mu_);
+      LinkStateCopy& state = link_states_[peer];
+      state.last_error = std::string(error);
+      state.last_error_us = at_us;
+    }
+    PersistLinkState(peer);
+  }
+
   Counters counters() const override {
     std::lock_guard lock(mu_);
     return counters_;
@@ -249,6 +267,33 @@ class MessageStoreImpl final : public MessageStore {
     uint64_t acked = 0;
   };
 
+  struct LinkStateCopy {
+    int64_t last_contact_us = 0;
+    std::string last_error;
+    int64_t last_error_us = 0;
+  };
+  // Writes the peer's current link state (as it is when the write runs) without fsync.
+  void PersistLinkState(const std::string& peer) {
+    if (!ValidateName("peer", peer).ok()) return;
+    Submit(
+        [this, peer](WriteContext& write) -> Status {
+          LinkStateCopy state;
+          {
+            std::lock_guard lock(mu_);
+            state = link_states_[peer];
+          }
+          flatbuffers::FlatBufferBuilder builder(128);
+          builder.Finish(wire::CreateLinkState(builder, state.last_contact_us,
+                                               builder.CreateString(state.last_error),
+                                               state.last_error_us));
+          write.batch().Put(family_, keys::LinkStateKey(peer),
+                            rocksdb::Slice(reinterpret_cast<const char*>(builder.GetBufferPointer()),
+                                           builder.GetSize()));
+          return Status::Ok();
+        },
+        nullptr, Durability::kRelaxed);
+  }
+
   void CommitLoop();
   void RunGroup(std::deque<Item>& group);
 
@@ -260,6 +305,7 @@ class MessageStoreImpl final : public MessageStore {
   std::map<QueueId, QueueState> outbox_;
   std::map<QueueId, uint64_t> inbox_;
   Counters counters_;
+  std::map<std::string, LinkStateCopy> link_states_;
   std::array<uint8_t, 16> message_id_prefix_{};
   uint64_t message_count_ = 0;  // commit thread only
 

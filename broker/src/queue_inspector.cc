@@ -7,6 +7,7 @@
 #include "keyline/broker/database.h"
 #include "keyline/common/hex.h"
 #include "keyline/schemas/decode.h"
+#include "keyline/wire/link_generated.h"
 #include "keys.h"
 #include "rocksdb_status.h"
 
@@ -53,6 +54,24 @@ QueueInspector::~QueueInspector() {
   if (!secondary_dir_.empty()) std::filesystem::remove_all(secondary_dir_, ec);
 }
 
+PeerLinkView QueueInspector::LinkOf(const std::string& peer) const {
+  PeerLinkView view;
+  std::string value;
+  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), database_->broker_family(),
+                                           keys::LinkStateKey(peer), &value);
+  if (!s.ok()) return view;
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+  auto state = schemas::DecodeVerified<wire::LinkState>(bytes, "LinkState");
+  if (!state.ok()) {
+    view.last_error = "(link state unreadable: " + state.status().message() + ")";
+    return view;
+  }
+  view.last_contact_us = (*state)->last_contact_us();
+  view.last_error = (*state)->last_error() != nullptr ? (*state)->last_error()->str() : "";
+  view.last_error_us = (*state)->last_error_us();
+  return view;
+}
+
 StatusOr<std::vector<OutboundQueueView>> QueueInspector::Outbound() const {
   std::vector<OutboundQueueView> out;
   rocksdb::DB* db = database_->db();
@@ -94,6 +113,7 @@ StatusOr<std::vector<OutboundQueueView>> QueueInspector::Outbound() const {
       view.last_sequence = std::max(view.last_sequence, sequence);
     }
     RETURN_IF_ERROR(FromRocks(messages->status(), "reading queue " + view.queue.ToString()));
+    view.link = LinkOf(view.queue.peer);
   }
   return out;
 }
@@ -106,9 +126,10 @@ StatusOr<std::vector<InboundStreamView>> QueueInspector::Inbound() const {
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     auto parsed = keys::Parse(it->key().ToStringView());
     if (!parsed) return DataLossError("malformed inbox key in " + database_->path().string());
-    out.push_back({parsed->queue, keys::ReadBigEndian(it->value().ToStringView())});
+    out.push_back({parsed->queue, keys::ReadBigEndian(it->value().ToStringView()), {}});
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "listing inbound streams"));
+  for (auto& view : out) view.link = LinkOf(view.from.peer);
   return out;
 }
 

@@ -294,6 +294,20 @@ BOOST_AUTO_TEST_CASE(BadFramesFromAnAuthenticatedPeerAreRefusedAndCounted) {
   // The well-behaved plant is still served.
   pair.plant.Send({"kms", "stock"}, 100, 2);
   BOOST_TEST(WaitFor([&] { return pair.kms.Applied().size() == 4u; }));
+
+  // keyline-queue's view of the live data dir names the peer's last contact and problem.
+  InboundStreamView station;
+  BOOST_TEST(WaitFor([&] {
+    auto inspector = QueueInspector::Open(pair.kms.dir);
+    if (!inspector.ok()) return false;
+    auto inbound = (*inspector)->Inbound();
+    if (!inbound.ok()) return false;
+    for (const auto& view : *inbound) {
+      if (view.from.peer == "station-x" && !view.link.last_error.empty()) station = view;
+    }
+    return station.link.last_contact_us > 0;
+  }));
+  BOOST_TEST(station.link.last_error.rfind("refused a frame: ", 0) == 0u, station.link.last_error);
 }
 
 BOOST_AUTO_TEST_CASE(ServerRestartLosesNothingAndAppliesNothingTwice) {

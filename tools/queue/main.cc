@@ -44,6 +44,18 @@ std::string Bytes(uint64_t bytes) {
   return text;
 }
 
+nlohmann::json LinkJson(const keyline::broker::PeerLinkView& link) {
+  auto at = [](int64_t us) { return us == 0 ? nlohmann::json(nullptr) : nlohmann::json(us); };
+  return {{"last_contact_us", at(link.last_contact_us)},
+          {"last_error", link.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(link.last_error)},
+          {"last_error_us", at(link.last_error_us)}};
+}
+
+std::string ErrorText(const keyline::broker::PeerLinkView& link) {
+  if (link.last_error.empty()) return "-";
+  return Age(link.last_error_us) + " ago: " + link.last_error;
+}
+
 int Fail(const keyline::Status& status) {
   std::cerr << "keyline-queue: " << status.message() << "\n";
   return 1;
@@ -70,31 +82,35 @@ int List(const std::string& dir, bool json) {
                                                       ? nlohmann::json(nullptr)
                                                       : nlohmann::json((NowMicros() - q.oldest_created_us) / 1e6)},
                                  {"acked_through", q.acked_through},
-                                 {"last_sequence", q.last_sequence}});
+                                 {"last_sequence", q.last_sequence},
+                                 {"link", LinkJson(q.link)}});
     }
     for (const auto& s : *inbound) {
       out["inbound"].push_back({{"queue", s.from.ToString()},
                                 {"peer", s.from.peer},
                                 {"stream", s.from.stream},
-                                {"applied_through", s.applied_through}});
+                                {"applied_through", s.applied_through},
+                                {"link", LinkJson(s.link)}});
     }
     std::cout << out.dump() << "\n";
     return 0;
   }
 
-  std::printf("%-32s %8s %8s %7s %12s %12s\n", "OUTBOUND (peer/stream)", "DEPTH", "BYTES",
-              "OLDEST", "ACKED", "LAST SEQ");
+  std::printf("%-28s %8s %8s %7s %10s %10s %8s  %s\n", "OUTBOUND (peer/stream)", "DEPTH", "BYTES",
+              "OLDEST", "ACKED", "LAST SEQ", "CONTACT", "LAST ERROR");
   for (const auto& q : *outbound) {
-    std::printf("%-32s %8llu %8s %7s %12llu %12llu\n", q.queue.ToString().c_str(),
+    std::printf("%-28s %8llu %8s %7s %10llu %10llu %8s  %s\n", q.queue.ToString().c_str(),
                 static_cast<unsigned long long>(q.depth), Bytes(q.bytes).c_str(),
                 Age(q.oldest_created_us).c_str(), static_cast<unsigned long long>(q.acked_through),
-                static_cast<unsigned long long>(q.last_sequence));
+                static_cast<unsigned long long>(q.last_sequence), Age(q.link.last_contact_us).c_str(),
+                ErrorText(q.link).c_str());
   }
   if (outbound->empty()) std::printf("(no outbound queues)\n");
-  std::printf("\n%-32s %12s\n", "INBOUND (peer/stream)", "APPLIED");
+  std::printf("\n%-28s %10s %8s  %s\n", "INBOUND (peer/stream)", "APPLIED", "CONTACT", "LAST ERROR");
   for (const auto& s : *inbound) {
-    std::printf("%-32s %12llu\n", s.from.ToString().c_str(),
-                static_cast<unsigned long long>(s.applied_through));
+    std::printf("%-28s %10llu %8s  %s\n", s.from.ToString().c_str(),
+                static_cast<unsigned long long>(s.applied_through), Age(s.link.last_contact_us).c_str(),
+                ErrorText(s.link).c_str());
   }
   if (inbound->empty()) std::printf("(no inbound streams)\n");
   return 0;

@@ -143,6 +143,11 @@ class MessageStore {
 
   virtual const std::string& self() const = 0;
 
+  // Link bookkeeping for keyline-queue: when `peer` was last heard from, and its latest
+  // problem. Kept in memory and written relaxed; the link throttles how often it calls these.
+  virtual void RecordContact(const std::string& peer, int64_t at_us) = 0;
+  virtual void RecordLinkError(const std::string& peer, std::string_view error, int64_t at_us) = 0;
+
   // Counters for status pages and benchmarks.
   struct Counters {
     uint64_t writes = 0;        // RocksDB writes (groups) committed

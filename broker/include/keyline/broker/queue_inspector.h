@@ -15,6 +15,13 @@ namespace keyline::broker {
 
 class Database;
 
+// What the link last knew of a peer.
+struct PeerLinkView {
+  int64_t last_contact_us = 0;  // 0: never heard from
+  std::string last_error;       // empty: none
+  int64_t last_error_us = 0;
+};
+
 struct OutboundQueueView {
   QueueId queue;
   uint64_t depth = 0;             // messages waiting for the peer's acknowledgement
@@ -22,11 +29,13 @@ struct OutboundQueueView {
   uint64_t acked_through = 0;     // the peer has applied everything up to here
   uint64_t last_sequence = 0;     // highest sequence queued
   int64_t oldest_created_us = 0;  // creation time of the oldest waiting message; 0 when empty
+  PeerLinkView link;              // of queue.peer
 };
 
 struct InboundStreamView {
   QueueId from;                 // peer and stream this service receives
   uint64_t applied_through = 0;
+  PeerLinkView link;            // of from.peer
 };
 
 struct MessageView {
@@ -55,6 +64,7 @@ class QueueInspector {
 
  private:
   QueueInspector() = default;
+  PeerLinkView LinkOf(const std::string& peer) const;
   std::unique_ptr<Database> database_;
   std::filesystem::path secondary_dir_;
 };
