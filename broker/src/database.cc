@@ -1,8 +1,12 @@
 #include "keyline/broker/database.h"
 
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +15,32 @@
 
 namespace keyline::broker {
 namespace {
+
+// RocksDB's own diagnostics go to the service's log, not to a LOG file in the data dir: one
+// place to look, and nothing for RocksDB to write when the data disk is full (its file logger
+// asserts on a write after a failed one).
+class RocksToSpdlog final : public rocksdb::Logger {
+ public:
+  RocksToSpdlog() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char text[1024];
+    int length = std::vsnprintf(text, sizeof text, format, ap);
+    // RocksDB ends some lines with a newline of its own.
+    for (size_t end = std::min<size_t>(length < 0 ? 0 : static_cast<size_t>(length), sizeof text - 1);
+         end > 0 && text[end - 1] == '\n'; --end) {
+      text[end - 1] = '\0';
+    }
+    spdlog::level::level_enum ours = level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
+                                     : level >= rocksdb::InfoLogLevel::WARN_LEVEL ? spdlog::level::warn
+                                                                                  : spdlog::level::info;
+    spdlog::log(ours, "rocksdb: {}", text);
+  }
+};
 
 rocksdb::ColumnFamilyOptions BrokerFamilyOptions() {
   rocksdb::ColumnFamilyOptions options;
@@ -42,6 +72,7 @@ StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& option
   db_options.create_if_missing = !options.secondary;
   db_options.create_missing_column_families = !options.secondary;
   db_options.max_background_jobs = 2;
+  db_options.info_log = std::make_shared<RocksToSpdlog>();
   // Keep the WAL bounded even when one column family is written much less than another.
   db_options.max_total_wal_size = 256ull << 20;
   if (options.secondary) db_options.max_open_files = -1;  // required for secondary instances

@@ -559,7 +559,8 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
     if (written.code() == StatusCode::kResourceExhausted) {
       // A full disk leaves RocksDB in an error state; clear it so the next write can succeed
       // once space returns. Failing to resume now is expected while the disk is still full.
-      database_->Resume().IgnoreError();
+      Status resumed = database_->Resume();
+      if (!resumed.ok()) spdlog::debug("still full: {}", resumed.ToString());
     }
   }
 
