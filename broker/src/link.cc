@@ -449,18 +449,17 @@ class LinkEngine {
           return Status::Ok();
         },
         [this, batch, outcomes](const Status& status) {
-          bool was_empty;
-          {
-            std::lock_guard lock(completions_mu_);
-            was_empty = completions_.empty();
-            for (size_t i = 0; i < batch->size(); ++i) {
-              const Delivery& delivery = (*batch)[i].delivery;
-              completions_.push_back({delivery.peer, delivery.stream, delivery.sequence,
-                                      status.ok() ? (*outcomes)[i] : Outcome::kRetryLater});
-            }
-            if (--in_flight_ == 0) in_flight_cv_.notify_all();
+          // Everything under the lock: once in_flight_ reaches 0, Stop() may destroy this
+          // engine, so nothing of it may be touched after the lock is released.
+          std::lock_guard lock(completions_mu_);
+          bool was_empty = completions_.empty();
+          for (size_t i = 0; i < batch->size(); ++i) {
+            const Delivery& delivery = (*batch)[i].delivery;
+            completions_.push_back({delivery.peer, delivery.stream, delivery.sequence,
+                                    status.ok() ? (*outcomes)[i] : Outcome::kRetryLater});
           }
           if (was_empty) wakeup_.Signal();
+          if (--in_flight_ == 0) in_flight_cv_.notify_all();
         });
   }
 

@@ -121,6 +121,11 @@ struct Pair {
     StartServer("tcp://127.0.0.1:0");
     StartClient();
   }
+  // The links use `peers`: stop them before the registry goes.
+  ~Pair() {
+    plant.Close();
+    kms.Close();
+  }
   void StartServer(const std::string& bind_endpoint) {
     auto server = LinkServer::Start(kms.store.get(), kms.Handler(),
                                     {.bind_endpoint = bind_endpoint,
