@@ -7,6 +7,7 @@
 #include "keyline/broker/database.h"
 #include "keyline/common/hex.h"
 #include "keyline/schemas/decode.h"
+#include "keyline/schemas/json.h"
 #include "keyline/wire/link_generated.h"
 #include "keys.h"
 #include "rocksdb_status.h"
@@ -164,6 +165,7 @@ StatusOr<std::vector<MessageView>> QueueInspector::Peek(const QueueId& queue,
     view.message_id = ToHex(envelope->message_id);
     view.created_us = e->created_at_us();
     view.payload_bytes = envelope->payload.size();
+    view.payload_json = schemas::PayloadToJson(envelope->type, envelope->payload);
     out.push_back(std::move(view));
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "reading queue " + queue.ToString()));

@@ -68,6 +68,8 @@ BOOST_AUTO_TEST_CASE(ShowsQueuesOfARunningServiceWithoutStoppingIt) {
   BOOST_TEST((*messages)[0].type == "StockRequest");
   BOOST_TEST((*messages)[0].sender == "plant-a");
   BOOST_TEST((*messages)[0].message_id.size() == 32u);
+  BOOST_TEST((*messages)[0].payload_json ==
+             R"({"request_id": "req-1","product": "ecu-a","count": 2})");
 }
 
 BOOST_AUTO_TEST_CASE(ADirWithoutKeylineDataIsAClearError) {

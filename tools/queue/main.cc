@@ -135,6 +135,8 @@ int Peek(const std::string& dir, const std::string& queue_text, size_t count, bo
       line["message_id"] = m.message_id;
       line["created_at_us"] = m.created_us;
       line["payload_bytes"] = m.payload_bytes;
+      line["payload"] = nlohmann::json::parse(m.payload_json, nullptr, false);
+      if (line["payload"].is_discarded()) line["payload"] = m.payload_json;
     } else {
       line["problem"] = m.problem;
     }

@@ -46,6 +46,7 @@ struct MessageView {
   std::string message_id;    // hex
   int64_t created_us = 0;
   size_t payload_bytes = 0;
+  std::string payload_json;  // the payload's fields (schemas::PayloadToJson: sealed keys by size)
   bool verified = false;     // the envelope and its payload passed the FlatBuffers Verifier
   std::string problem;       // why not, when !verified
 };
@@ -58,8 +59,8 @@ class QueueInspector {
 
   StatusOr<std::vector<OutboundQueueView>> Outbound() const;
   StatusOr<std::vector<InboundStreamView>> Inbound() const;
-  // The first `max_count` waiting messages of `queue` (metadata only: payloads may hold
-  // wrapped key material and are never printed).
+  // The first `max_count` waiting messages of `queue`, decoded (wrapped key material is shown
+  // by size only; no message carries a key in clear).
   StatusOr<std::vector<MessageView>> Peek(const QueueId& queue, size_t max_count) const;
 
  private:
