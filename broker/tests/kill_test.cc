@@ -154,6 +154,10 @@ struct TwoHosts {
   ~TwoHosts() {
     Shell("ip netns del " + a);  // deleting a namespace removes its end of the veth pair
     Shell("ip netns del " + b);
+    // `ip netns add` made /run/netns a mount point; undo that when no namespace is left, so
+    // the test leaves the machine (or a chroot) as it found it.
+    std::error_code ec;
+    if (std::filesystem::is_empty("/run/netns", ec) && !ec) Shell("umount /run/netns");
   }
   void SetLink(bool up) { Shell("ip -n " + a + " link set " + link_a + (up ? " up" : " down")); }
   std::string a, b, link_a;
