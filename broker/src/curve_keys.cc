@@ -90,6 +90,20 @@ StatusOr<CurveKeyPair> CurveKeyPair::Load(const std::filesystem::path& path) {
   return pair;
 }
 
+StatusOr<CurvePublicKey> LoadCurvePublicKeyFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return NotFoundError(path.string() + ": cannot read the Curve public key file");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("secret = ", 0) == 0) continue;  // a key pair file: use its public line
+    if (line.rfind("public = ", 0) == 0) line = line.substr(9);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    return CurvePublicKeyFromZ85(line, path.string());
+  }
+  return InvalidArgumentError(path.string() + ": no Curve public key (40 Z85 characters) in it");
+}
+
 Status CurveKeyPair::Save(const std::filesystem::path& path) const {
   std::filesystem::path temp = path;
   temp += ".tmp";

@@ -20,6 +20,10 @@ using CurvePublicKey = std::array<uint8_t, 32>;
 std::string CurvePublicKeyToZ85(const CurvePublicKey& key);
 StatusOr<CurvePublicKey> CurvePublicKeyFromZ85(std::string_view text, std::string_view what);
 
+// Reads a public key file: one line of Z85, optionally written as "public = <z85>" (so a
+// peer's key file and the public line of a key pair file both work). Errors name the path.
+StatusOr<CurvePublicKey> LoadCurvePublicKeyFile(const std::filesystem::path& path);
+
 class CurveKeyPair {
  public:
   CurveKeyPair() = default;
