@@ -1,0 +1,198 @@
+// keyline-pks: the plant's production key server. A thin main over keyline::pks.
+//
+//   keyline-pks --config pks.toml                   run (also: keyline-pks run --config ...)
+//   keyline-pks status --config pks.toml [--json]   stock, reservations, records, last contact
+//   keyline-pks keys show --config pks.toml [--json]  public keys to register at the KMS
+//   keyline-pks transport-key import --config pks.toml --name REF --key-file FILE
+//
+// Exit status: 0 ok, 1 the command failed (the message says why), 2 usage or configuration.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "keyline/common/log.h"
+#include "keyline/pks/pks_config.h"
+#include "keyline/pks/pks_service.h"
+
+namespace {
+
+using keyline::pks::PksConfig;
+
+std::atomic<bool> stop_requested{false};
+
+void OnSignal(int) { stop_requested.store(true); }
+
+keyline::StatusOr<PksConfig> LoadConfig(const std::string& path) {
+  return keyline::pks::LoadPksConfig(path);
+}
+
+std::string FormatTime(int64_t us) {
+  if (us == 0) return "never";
+  std::time_t seconds = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+int Run(const PksConfig& config) {
+  keyline::LogOptions log{"pks-" + config.plant_id, config.log_level, config.log_file};
+  if (auto s = keyline::InitLogging(log); !s.ok()) {
+    std::cerr << "keyline-pks: " << s.message() << '\n';
+    return 2;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  auto service = keyline::pks::PksService::Start(config);
+  if (!service.ok()) {
+    spdlog::critical("cannot start: {}", service.status().ToString());
+    return 1;
+  }
+  while (!stop_requested.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("stopping");
+  service->reset();
+  spdlog::info("stopped");
+  return 0;
+}
+
+int Status(const PksConfig& config, bool json) {
+  auto snapshot = keyline::pks::ReadPksStatus(config);
+  if (!snapshot.ok()) {
+    std::cerr << "keyline-pks: " << snapshot.status().message() << '\n';
+    return 1;
+  }
+  const auto& s = *snapshot;
+  if (json) {
+    nlohmann::json out;
+    out["plant"] = s.plant_id;
+    out["config_version"] = s.config_version;
+    out["open_reservations"] = s.open_reservations;
+    out["records_written"] = s.records_written;
+    out["records_queued"] = s.records_queued;
+    out["stock_requests_open"] = s.stock_requests_open;
+    out["kms_last_contact"] = s.kms_last_contact_us ? FormatTime(s.kms_last_contact_us) : "";
+    out["kms_last_error"] = s.kms_last_error;
+    out["products"] = nlohmann::json::array();
+    for (const auto& p : s.products) {
+      out["products"].push_back({{"product", p.product}, {"configured", p.configured},
+                                 {"min_stock", p.min_stock}, {"target_stock", p.target_stock},
+                                 {"in_stock", p.in_stock}, {"reserved", p.reserved},
+                                 {"requested", p.requested}, {"injected", p.injected},
+                                 {"burned", p.burned}});
+    }
+    out["queues"] = nlohmann::json::array();
+    for (const auto& q : s.queues) {
+      out["queues"].push_back({{"peer", q.peer}, {"stream", q.stream}, {"depth", q.depth}});
+    }
+    std::cout << out.dump() << '\n';
+    return 0;
+  }
+  std::printf("plant %s   configuration version %llu\n", s.plant_id.c_str(),
+              static_cast<unsigned long long>(s.config_version));
+  std::printf("%-24s %9s %9s %9s %9s %9s %9s %9s\n", "PRODUCT", "IN_STOCK", "MIN", "TARGET",
+              "RESERVED", "REQUESTED", "INJECTED", "BURNED");
+  for (const auto& p : s.products) {
+    std::printf("%-24s %9llu %9s %9s %9llu %9llu %9llu %9llu%s\n", p.product.c_str(),
+                static_cast<unsigned long long>(p.in_stock),
+                p.configured ? std::to_string(p.min_stock).c_str() : "-",
+                p.configured ? std::to_string(p.target_stock).c_str() : "-",
+                static_cast<unsigned long long>(p.reserved),
+                static_cast<unsigned long long>(p.requested),
+                static_cast<unsigned long long>(p.injected),
+                static_cast<unsigned long long>(p.burned),
+                p.configured && p.in_stock < p.min_stock ? "   below minimum" : "");
+  }
+  std::printf("open reservations %llu   records written %llu, queued for the KMS %llu   "
+              "stock requests open %llu\n",
+              static_cast<unsigned long long>(s.open_reservations),
+              static_cast<unsigned long long>(s.records_written),
+              static_cast<unsigned long long>(s.records_queued),
+              static_cast<unsigned long long>(s.stock_requests_open));
+  std::printf("last contact with the KMS: %s%s%s\n", FormatTime(s.kms_last_contact_us).c_str(),
+              s.kms_last_error.empty() ? "" : "   last error: ", s.kms_last_error.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"keyline-pks: the plant's production key server"};
+  std::string config_path;
+  app.add_option("--config", config_path, "pks.toml")->check(CLI::ExistingFile);
+  CLI::App* run = app.add_subcommand("run", "serve (the default)");
+  run->add_option("--config", config_path, "pks.toml")->check(CLI::ExistingFile);
+  bool json = false;
+  CLI::App* status = app.add_subcommand("status", "stock, reservations, records, last contact");
+  status->add_option("--config", config_path, "pks.toml")->required()->check(CLI::ExistingFile);
+  status->add_flag("--json", json, "one JSON object");
+  CLI::App* keys = app.add_subcommand("keys", "the plant's public keys");
+  CLI::App* keys_show = keys->add_subcommand("show", "print what `keylinectl plant add` needs");
+  keys_show->add_option("--config", config_path, "pks.toml")->required()->check(CLI::ExistingFile);
+  keys_show->add_flag("--json", json, "one JSON object");
+  keys->require_subcommand(1);
+  CLI::App* transport = app.add_subcommand("transport-key", "transport keys in the plant HSM");
+  CLI::App* transport_import =
+      transport->add_subcommand("import", "import a product's transport key (PKS stopped)");
+  std::string ref;
+  std::string key_file;
+  transport_import->add_option("--config", config_path, "pks.toml")->required()->check(CLI::ExistingFile);
+  transport_import->add_option("--name", ref, "the product's transport_key_ref")->required();
+  transport_import->add_option("--key-file", key_file, "file with 32 hex digits, mode 0600")
+      ->required()
+      ->check(CLI::ExistingFile);
+  transport->require_subcommand(1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "keyline-pks: " << e.what() << '\n';
+    return 2;
+  }
+  if (config_path.empty()) {
+    std::cerr << "keyline-pks: --config is required\n";
+    return 2;
+  }
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "keyline-pks: " << config.status().message() << '\n';
+    return 2;
+  }
+  if (!keyline::InitLogging({"keyline-pks", "warn", std::nullopt}).ok()) return 1;
+  if (*status) return Status(*config, json);
+  if (*keys_show) {
+    auto shown = keyline::pks::ShowPlantKeys(*config);
+    if (!shown.ok()) {
+      std::cerr << "keyline-pks: " << shown.status().message() << '\n';
+      return 1;
+    }
+    if (json) {
+      std::cout << nlohmann::json{{"plant", config->plant_id},
+                                  {"curve_public_key", shown->curve_public_key_z85},
+                                  {"wrap_key", shown->wrap_key_hex},
+                                  {"signing_key", shown->signing_key_hex}}
+                       .dump()
+                << '\n';
+    } else {
+      std::cout << "plant        " << config->plant_id << "\ncurve key    "
+                << shown->curve_public_key_z85 << "\nwrap key     " << shown->wrap_key_hex
+                << "\nsigning key  " << shown->signing_key_hex << '\n';
+    }
+    return 0;
+  }
+  if (*transport_import) {
+    keyline::Status imported = keyline::pks::ImportTransportKey(*config, ref, key_file);
+    if (!imported.ok()) {
+      std::cerr << "keyline-pks: " << imported.message() << '\n';
+      return 1;
+    }
+    std::cout << "transport key \"" << ref << "\" imported\n";
+    return 0;
+  }
+  return Run(*config);
+}

@@ -1,0 +1,58 @@
+// The plant's configuration as the KMS last sent it (ConfigUpdate), checked and in C++ form.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "keyline/broker/curve_keys.h"
+#include "keyline/common/status.h"
+
+namespace keyline::wire {
+struct ConfigUpdate;
+}  // namespace keyline::wire
+
+namespace keyline::pks {
+
+struct SlotConfig {
+  uint8_t slot = 0;
+  uint8_t auth_slot = 0;
+  uint32_t counter = 0;
+  uint8_t flags = 0;
+};
+
+struct ProductConfig {
+  std::string name;
+  std::string oem;
+  std::vector<SlotConfig> slots;  // load order
+  std::string transport_key_ref;
+  uint32_t min_stock = 0;
+  uint32_t target_stock = 0;
+  uint32_t reservation_timeout_s = 0;
+  // The slots as a byte string, to compare with a key set's slot list.
+  std::vector<uint8_t> SlotNumbers() const;
+};
+
+struct PlantConfig {
+  uint64_t version = 0;  // 0: nothing received yet
+  std::map<std::string, ProductConfig> products;
+  std::map<std::string, broker::CurvePublicKey> stations;
+  bool has_sync_policy = false;  // the update carried one (else keep the current policy)
+  bool sync_continuous = true;
+  int sync_interval_s = 60;
+};
+
+// Checks a verified ConfigUpdate for `plant_id` and converts it. Refuses (InvalidArgument,
+// naming the product or station) what a PKS could not serve: another plant's configuration,
+// a slot layout whose authorising keys are unknown, a flag layout this HSM adapter cannot
+// encode, a counter beyond 28 bits, a station key that is not 32 bytes.
+[[nodiscard]] StatusOr<PlantConfig> ParsePlantConfig(const wire::ConfigUpdate& update,
+                                                     const std::string& plant_id);
+
+// The same from the stored bytes (verified first).
+[[nodiscard]] StatusOr<PlantConfig> ParsePlantConfig(std::span<const uint8_t> bytes,
+                                                     const std::string& plant_id);
+
+}  // namespace keyline::pks

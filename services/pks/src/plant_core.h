@@ -1,0 +1,87 @@
+// What the PKS's message handlers share: the plant's state, its keys, its message store.
+//
+// Every handler below runs on the message store's commit thread inside a Work function (a
+// link delivery or a Submit), with `mu` held, so handlers never race each other; other threads
+// take `mu` to read a consistent snapshot.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "keyline/broker/link.h"
+#include "keyline/broker/message_store.h"
+#include "plant_keys.h"
+#include "plant_state.h"
+
+namespace keyline::pks {
+
+// Peer and stream names (docs/key-flow.md).
+inline constexpr char kKmsPeer[] = "kms";
+inline constexpr char kRecordsStream[] = "records";
+inline constexpr char kControlStream[] = "control";
+inline constexpr char kRequestsStream[] = "requests";
+inline constexpr char kPackagesStream[] = "packages";
+
+struct PlantTiming {
+  int64_t stock_request_retry_us = 600'000'000;
+  int64_t short_stock_backoff_us = 60'000'000;
+};
+
+struct PlantCore {
+  std::string plant_id;
+  broker::Database* database = nullptr;
+  broker::MessageStore* store = nullptr;
+  PlantKeys* keys = nullptr;
+  std::unique_ptr<PlantState> state;
+  PlantTiming timing;
+  std::function<int64_t()> now_us;
+  std::mutex mu;
+  // Per product: no new StockRequest before this time (the KMS answered short).
+  std::map<std::string, int64_t> short_until_us;
+  // Set by a handler that queued a StockRequest: the KMS link should make contact now.
+  std::atomic<bool> contact_wanted{false};
+  // Failed group writes seen so far; a change means memory may be ahead of the database.
+  uint64_t failed_writes_seen = 0;
+  // Counters for status and tests.
+  std::atomic<uint64_t> packages_served{0};
+  std::atomic<uint64_t> packages_refused{0};
+  std::atomic<uint64_t> records_written{0};
+
+  // Reloads `state` from the database if a group write failed since the last call: a failed
+  // write took back changes that memory had already made. Call first in every handler.
+  [[nodiscard]] Status SyncWithDatabase();
+};
+
+// --- link handlers (delivery from a station / from the KMS) ---
+[[nodiscard]] Status HandleStationDelivery(PlantCore& core, const broker::Delivery& delivery,
+                                           broker::WriteContext& write);
+[[nodiscard]] Status HandleKmsDelivery(PlantCore& core, const broker::Delivery& delivery,
+                                       broker::WriteContext& write);
+
+// --- periodic work (Submit'ed by the service's maintenance thread) ---
+// Burns reservations past their deadline (at most `max` per call); returns how many.
+[[nodiscard]] StatusOr<size_t> BurnExpiredReservations(PlantCore& core, broker::WriteContext& write,
+                                                       size_t max);
+// Queues StockRequests where stock is low, re-sends requests unanswered for too long.
+[[nodiscard]] Status ReplenishAll(PlantCore& core, broker::WriteContext& write);
+// Queues a PlantStatus for the KMS.
+[[nodiscard]] Status SendPlantStatus(PlantCore& core, broker::WriteContext& write);
+
+// --- shared steps ---
+// Queues a StockRequest for `product` if its stock plus what is requested is below its
+// minimum (and the KMS did not just answer short).
+[[nodiscard]] Status Replenish(PlantCore& core, broker::WriteContext& write,
+                               const std::string& product);
+// Decides a reserved key set: INJECTED when every verdict is proven, else BURNED with
+// `burn_reason` (or the verdicts' problems). Signs the InjectionRecord and queues it for the
+// KMS in the same write as the state change.
+[[nodiscard]] Status RecordOutcome(PlantCore& core, broker::WriteContext& write, KeySet key_set,
+                                   const std::vector<SlotVerdict>& verdicts,
+                                   std::string burn_reason);
+
+}  // namespace keyline::pks

@@ -1,0 +1,146 @@
+#include "plant_keys.h"
+
+#include <algorithm>
+
+#include "plant_state.h"
+
+namespace keyline::pks {
+
+std::string KeySetContext(const std::string& key_set_id, const std::string& plant_id) {
+  return "keyset/" + key_set_id + "/plant/" + plant_id;
+}
+
+std::string TransportKeyContext(const std::string& ref) { return "transport/" + ref; }
+
+StatusOr<std::unique_ptr<PlantKeys>> PlantKeys::Open(hsm::KeyCustody* custody) {
+  std::unique_ptr<PlantKeys> keys(new PlantKeys());
+  keys->custody_ = custody;
+  ASSIGN_OR_RETURN(keys->signing_, custody->GetOrCreateNamedKey("pks-signing", hsm::KeyKind::kEd25519));
+  ASSIGN_OR_RETURN(keys->transfer_, custody->GetOrCreateNamedKey("pks-transfer", hsm::KeyKind::kX25519));
+  return keys;
+}
+
+PlantKeys::~PlantKeys() {
+  for (auto& [ref, handle] : transport_) (void)custody_->DestroyKey(handle);
+}
+
+StatusOr<hsm::KeyHandle> PlantKeys::TransportKey(const std::string& ref,
+                                                 const std::vector<uint8_t>& wrapped) {
+  std::lock_guard lock(mu_);
+  auto it = transport_.find(ref);
+  if (it != transport_.end()) return it->second;
+  ASSIGN_OR_RETURN(hsm::KeyHandle handle,
+                   custody_->UnwrapFromStorage(hsm::WrappedKey{wrapped}, TransportKeyContext(ref)));
+  transport_.emplace(ref, handle);
+  return handle;
+}
+
+StatusOr<std::vector<hsm::ScopedKey>> PlantKeys::Open(const std::string& plant_id,
+                                                      const KeySet& key_set) {
+  ASSIGN_OR_RETURN(std::vector<hsm::KeyHandle> handles,
+                   custody_->UnwrapFromPeer(transfer_, hsm::WrappedKeySet{key_set.wrapped},
+                                            KeySetContext(key_set.id, plant_id)));
+  std::vector<hsm::ScopedKey> keys;
+  for (hsm::KeyHandle handle : handles) keys.emplace_back(custody_, handle);
+  if (keys.size() != key_set.slots.size()) {
+    return DataLossError("key set " + key_set.id + " holds " + std::to_string(keys.size()) +
+                         " keys for " + std::to_string(key_set.slots.size()) + " slots");
+  }
+  return keys;
+}
+
+namespace {
+
+// Index of `slot` in the key set's own slot list.
+std::optional<size_t> IndexOf(const KeySet& key_set, uint8_t slot) {
+  auto it = std::find(key_set.slots.begin(), key_set.slots.end(), slot);
+  if (it == key_set.slots.end()) return std::nullopt;
+  return static_cast<size_t>(it - key_set.slots.begin());
+}
+
+}  // namespace
+
+StatusOr<std::vector<SlotLoad>> PlantKeys::ComputeLoads(const std::string& plant_id,
+                                                        const KeySet& key_set,
+                                                        const std::vector<SlotConfig>& layout,
+                                                        hsm::KeyHandle transport_key,
+                                                        const hsm::SheUid& uid) {
+  ASSIGN_OR_RETURN(std::vector<hsm::ScopedKey> keys, Open(plant_id, key_set));
+  std::vector<SlotLoad> loads;
+  std::vector<uint8_t> loaded;
+  for (const SlotConfig& slot : layout) {
+    std::optional<size_t> index = IndexOf(key_set, slot.slot);
+    if (!index) {
+      return DataLossError("key set " + key_set.id + " has no key for slot " +
+                           std::to_string(slot.slot));
+    }
+    hsm::SheLoadRequest request;
+    request.new_key = keys[*index].get();
+    // The authorising key: one this key set loaded earlier, else the transport key standing
+    // in for a blank ECU's MASTER_ECU_KEY (the layout was checked when configured).
+    bool earlier = std::find(loaded.begin(), loaded.end(), slot.auth_slot) != loaded.end();
+    if (earlier) {
+      request.auth_key = keys[*IndexOf(key_set, slot.auth_slot)].get();
+    } else {
+      request.auth_key = transport_key;
+    }
+    request.fields.uid = uid;
+    request.fields.slot = slot.slot;
+    request.fields.auth_slot = slot.auth_slot;
+    request.fields.counter = slot.counter;
+    request.flags = slot.flags;
+    ASSIGN_OR_RETURN(hsm::SheLoadMessages messages, custody_->ComputeSheLoad(request));
+    loads.push_back(SlotLoad{slot, messages});
+    loaded.push_back(slot.slot);
+  }
+  return loads;
+}
+
+StatusOr<std::vector<SlotVerdict>> PlantKeys::CheckProofs(const std::string& plant_id,
+                                                          const KeySet& key_set,
+                                                          const std::vector<SlotConfig>& layout,
+                                                          const hsm::SheUid& uid,
+                                                          const std::vector<SlotReport>& reports) {
+  ASSIGN_OR_RETURN(std::vector<hsm::ScopedKey> keys, Open(plant_id, key_set));
+  std::vector<SlotVerdict> verdicts;
+  for (const SlotConfig& slot : layout) {
+    SlotVerdict verdict;
+    verdict.layout = slot;
+    std::string name = "slot " + std::to_string(slot.slot);
+    auto report = std::find_if(reports.begin(), reports.end(),
+                               [&](const SlotReport& r) { return r.slot == slot.slot; });
+    std::optional<size_t> index = IndexOf(key_set, slot.slot);
+    if (report == reports.end()) {
+      verdict.problem = name + ": no result reported";
+    } else if (!index) {
+      verdict.problem = name + ": the key set holds no key for it";
+    } else {
+      verdict.proof = report->proof;
+      if (!report->proof) {
+        verdict.problem = name + ": " + report->ecu_error;
+      } else {
+        ASSIGN_OR_RETURN(hsm::SheProofCheck check,
+                         custody_->CheckSheProof(keys[*index].get(), *report->proof));
+        if (!check.Proves(uid, slot.slot, slot.counter) || check.auth_slot != slot.auth_slot) {
+          verdict.problem = name + ": WRONG_PROOF (M4/M5 do not prove this load)";
+        } else if (report->ecu_error != "NONE") {
+          verdict.problem = name + ": " + report->ecu_error;
+        } else {
+          verdict.proven = true;
+        }
+      }
+    }
+    verdicts.push_back(std::move(verdict));
+  }
+  return verdicts;
+}
+
+Status PlantKeys::CheckOpens(const std::string& plant_id, const KeySet& key_set) {
+  return Open(plant_id, key_set).status();
+}
+
+StatusOr<hsm::Signature> PlantKeys::SignRecord(std::span<const uint8_t> bytes) {
+  return custody_->Sign(signing_, bytes);
+}
+
+}  // namespace keyline::pks

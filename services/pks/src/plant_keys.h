@@ -1,0 +1,93 @@
+// The plant's keys inside its HSM adapter, and the two SHE jobs the PKS does with them:
+// computing M1..M3 for a reserved key set, and checking the ECU's M4/M5.
+//
+// Key bytes never reach this code: it holds handles and sealed blobs only (docs/key-flow.md).
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "keyline/common/status.h"
+#include "keyline/hsm/key_custody.h"
+#include "plant_config.h"
+
+namespace keyline::pks {
+
+struct KeySet;
+
+// M1..M3 of one slot, with the layout they were computed for.
+struct SlotLoad {
+  SlotConfig layout;
+  hsm::SheLoadMessages messages;
+};
+
+// What the ECU answered for one slot, as the injector reported it.
+struct SlotReport {
+  uint8_t slot = 0;
+  std::optional<hsm::SheProof> proof;  // present when the ECU answered M4/M5
+  std::string ecu_error;               // EcuError name; "NONE" when it answered
+};
+
+// The PKS's verdict on one slot.
+struct SlotVerdict {
+  SlotConfig layout;
+  std::optional<hsm::SheProof> proof;  // as reported (kept in the record even when wrong)
+  bool proven = false;
+  std::string problem;  // "slot 4: WRONG_PROOF (M4/M5 do not prove the load)"; empty if proven
+};
+
+class PlantKeys {
+ public:
+  // Opens (creating on first start) the plant's named keys in `custody`, which must outlive
+  // this object.
+  static StatusOr<std::unique_ptr<PlantKeys>> Open(hsm::KeyCustody* custody);
+  ~PlantKeys();
+
+  hsm::KeyCustody& custody() { return *custody_; }
+  hsm::KeyHandle signing_key() const { return signing_; }
+  hsm::KeyHandle transfer_key() const { return transfer_; }
+
+  // Unwraps a stored transport key once and keeps the handle (its SHE derivations are cached
+  // with it). Thread-safe.
+  [[nodiscard]] StatusOr<hsm::KeyHandle> TransportKey(const std::string& ref,
+                                                      const std::vector<uint8_t>& wrapped);
+
+  // Opens `key_set` and computes M1..M3 for every slot of `layout` (load order) for `uid`.
+  // kDataLoss / kPermissionDenied: the key set does not open here (tampered, or sealed for
+  // another plant) and must never be served; other errors are the HSM's (retry later).
+  [[nodiscard]] StatusOr<std::vector<SlotLoad>> ComputeLoads(
+      const std::string& plant_id, const KeySet& key_set, const std::vector<SlotConfig>& layout,
+      hsm::KeyHandle transport_key, const hsm::SheUid& uid);
+
+  // Checks the reported M4/M5 of every slot of `layout` against the keys of `key_set`.
+  [[nodiscard]] StatusOr<std::vector<SlotVerdict>> CheckProofs(
+      const std::string& plant_id, const KeySet& key_set, const std::vector<SlotConfig>& layout,
+      const hsm::SheUid& uid, const std::vector<SlotReport>& reports);
+
+  // OK when `key_set` opens with this plant's key (its keys are dropped at once).
+  [[nodiscard]] Status CheckOpens(const std::string& plant_id, const KeySet& key_set);
+
+  // Signs `bytes` with the plant's record-signing key.
+  [[nodiscard]] StatusOr<hsm::Signature> SignRecord(std::span<const uint8_t> bytes);
+
+ private:
+  PlantKeys() = default;
+  // The key set's keys, one per slot in its own order.
+  StatusOr<std::vector<hsm::ScopedKey>> Open(const std::string& plant_id, const KeySet& key_set);
+
+  hsm::KeyCustody* custody_ = nullptr;
+  hsm::KeyHandle signing_;
+  hsm::KeyHandle transfer_;
+  std::mutex mu_;
+  std::map<std::string, hsm::KeyHandle> transport_;
+};
+
+// The context a key set is sealed with (docs/key-flow.md).
+std::string KeySetContext(const std::string& key_set_id, const std::string& plant_id);
+// The context a transport key is stored with.
+std::string TransportKeyContext(const std::string& ref);
+
+}  // namespace keyline::pks

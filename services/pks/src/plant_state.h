@@ -1,0 +1,146 @@
+// PlantState: the PKS's stock, reservations and outstanding requests, held in memory and
+// mirrored into RocksDB.
+//
+// Only the message store's commit thread changes it, inside a Work function: every Put* call
+// writes the change into the group's WriteBatch and applies it in memory, so that later items
+// of the same group see it. Put* calls come last in a Work, after everything that can fail,
+// because a failed item's batch entries are rolled back but memory is not. If a whole group
+// write fails (disk full), the owner reloads the state from the database (see Load).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "keyline/common/status.h"
+#include "keyline/hsm/she.h"
+#include "plant_config.h"
+
+namespace rocksdb {
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace keyline::broker {
+class Database;
+}  // namespace keyline::broker
+
+namespace keyline::pks {
+
+// Column families of a PKS database besides the broker's.
+inline constexpr char kKeySetsFamily[] = "keysets";
+inline constexpr char kMetaFamily[] = "meta";
+std::vector<std::string> PksColumnFamilies();
+
+enum class KeySetState : uint8_t { kInStock = 1, kReserved = 2, kInjected = 3, kBurned = 4 };
+const char* KeySetStateName(KeySetState state);
+
+struct Reservation {
+  std::string package_id;
+  std::string request_id;
+  std::string station;
+  hsm::SheUid ecu_uid{};
+  int64_t reserved_at_us = 0;
+  int64_t deadline_us = 0;
+  std::vector<SlotConfig> layout;  // as used for the package (see pks_store.fbs)
+};
+
+struct KeySet {
+  std::string id;
+  std::string product;
+  std::string batch_id;
+  std::vector<uint8_t> wrapped;  // sealed for this plant's pks-transfer key (docs/key-flow.md)
+  std::vector<uint8_t> slots;
+  KeySetState state = KeySetState::kInStock;
+  uint64_t stock_order = 0;
+  int64_t received_at_us = 0;
+  std::optional<Reservation> reservation;
+  int64_t decided_at_us = 0;
+  std::string burn_reason;
+  uint64_t record_sequence = 0;
+};
+
+struct StockRequestEntry {
+  std::string request_id;
+  std::string product;
+  uint32_t count = 0;
+  int64_t sent_at_us = 0;
+};
+
+struct ProductCounts {
+  uint64_t in_stock = 0;
+  uint64_t reserved = 0;
+  uint64_t injected = 0;
+  uint64_t burned = 0;
+  uint64_t requested = 0;  // key sets asked for in requests not yet answered
+};
+
+class PlantState {
+ public:
+  // Reads the whole state of `database` (which must stay open while this object is used).
+  // A stored record that fails verification is an error naming its key: the PKS does not
+  // start on a database it cannot read completely.
+  static StatusOr<std::unique_ptr<PlantState>> Load(broker::Database* database,
+                                                    const std::string& plant_id);
+
+  const std::string& plant_id() const { return plant_id_; }
+  const PlantConfig& config() const { return config_; }
+  const KeySet* Find(const std::string& key_set_id) const;
+  // The key set reserved (at any time, whatever became of it) for this ECU and product.
+  const KeySet* FindByEcu(const std::string& product, const hsm::SheUid& uid) const;
+  // The oldest key set of `product` in stock, or null.
+  const KeySet* OldestInStock(const std::string& product) const;
+  // Reservations whose deadline is at or before `now_us`, earliest first, at most `max`.
+  std::vector<const KeySet*> ExpiredReservations(int64_t now_us, size_t max) const;
+  // Products configured or holding key sets, sorted.
+  std::vector<std::string> ProductNames() const;
+  ProductCounts Counts(const std::string& product) const;
+  uint64_t open_reservations() const { return deadlines_.size(); }
+  uint64_t record_sequence() const { return record_sequence_; }
+  uint64_t next_stock_order() const { return last_stock_order_ + 1; }
+  const std::map<std::string, StockRequestEntry>& stock_requests() const { return requests_; }
+  bool BatchApplied(const std::string& batch_id) const { return batches_.count(batch_id) != 0; }
+  // The stored (HSM-wrapped) transport key named `ref`, if imported.
+  const std::vector<uint8_t>* TransportKey(const std::string& ref) const;
+
+  // --- changes: into `batch` and into memory at once (see the class comment) ---
+  void PutKeySet(rocksdb::WriteBatch& batch, KeySet key_set);
+  void PutConfig(rocksdb::WriteBatch& batch, std::span<const uint8_t> update_bytes,
+                 PlantConfig config);
+  void PutStockRequest(rocksdb::WriteBatch& batch, StockRequestEntry request);
+  void EraseStockRequest(rocksdb::WriteBatch& batch, const std::string& request_id);
+  void PutBatchApplied(rocksdb::WriteBatch& batch, const std::string& batch_id);
+  void PutRecordSequence(rocksdb::WriteBatch& batch, uint64_t sequence);
+  void PutTransportKey(rocksdb::WriteBatch& batch, const std::string& ref,
+                       std::vector<uint8_t> wrapped);
+
+ private:
+  PlantState(broker::Database* database, std::string plant_id)
+      : database_(database), plant_id_(std::move(plant_id)) {}
+  // Memory only: indexes and counts for one key set entering / leaving the map.
+  void Index(const KeySet& key_set);
+  void Unindex(const KeySet& key_set);
+  static std::string EcuKey(const std::string& product, const hsm::SheUid& uid);
+
+  broker::Database* database_;
+  std::string plant_id_;
+  PlantConfig config_;
+  std::unordered_map<std::string, KeySet> key_sets_;
+  std::map<std::string, std::map<uint64_t, std::string>> in_stock_;  // product -> order -> id
+  std::unordered_map<std::string, std::string> by_ecu_;              // product|uid -> id
+  std::set<std::pair<int64_t, std::string>> deadlines_;               // RESERVED only
+  std::map<std::string, ProductCounts> counts_;
+  std::map<std::string, StockRequestEntry> requests_;
+  std::set<std::string> batches_;
+  std::map<std::string, std::vector<uint8_t>> transport_keys_;
+  uint64_t record_sequence_ = 0;
+  uint64_t last_stock_order_ = 0;
+};
+
+}  // namespace keyline::pks

@@ -1,0 +1,404 @@
+#include "plant_harness.h"
+
+#include <sys/stat.h>
+
+#include <boost/test/unit_test.hpp>
+#include <flatbuffers/flatbuffers.h>
+
+#include <fstream>
+
+#include "keyline/common/hex.h"
+#include "keyline/hsm/software_custody.h"
+#include "keyline/schemas/build.h"
+#include "keyline/schemas/decode.h"
+#include "keyline/schemas/fields.h"
+#include "keyline/wire/kms_pks_generated.h"
+#include "keyline/wire/pks_injector_generated.h"
+#include "keyline/wire/records_generated.h"
+
+namespace keyline::pks::testing {
+namespace {
+
+constexpr char kTransportHex[] = "000102030405060708090a0b0c0d0e0f";
+constexpr char kTransportRef[] = "acme-transport";
+constexpr char kPlant[] = "plant-a";
+
+std::vector<uint8_t> Copy(std::span<const uint8_t> bytes) { return {bytes.begin(), bytes.end()}; }
+
+void WriteFile(const std::filesystem::path& path, const std::string& text, bool secret = false) {
+  std::ofstream(path) << text;
+  if (secret) ::chmod(path.c_str(), 0600);
+}
+
+broker::LinkOptions FastLink() {
+  broker::LinkOptions options;
+  options.heartbeat_interval_ms = 100;
+  options.heartbeat_timeout_ms = 1000;
+  return options;
+}
+
+}  // namespace
+
+// --- TestPeer ---------------------------------------------------------------------------
+
+TestPeer::TestPeer(std::filesystem::path dir, std::string name)
+    : dir_(std::move(dir)), name_(std::move(name)) {
+  auto database = broker::Database::Open({.path = dir_ / "db"});
+  BOOST_REQUIRE_MESSAGE(database.ok(), database.status().ToString());
+  database_ = std::move(database).value();
+  auto store = broker::MessageStore::Open(database_.get(), {.self = name_});
+  BOOST_REQUIRE_MESSAGE(store.ok(), store.status().ToString());
+  store_ = std::move(store).value();
+}
+
+TestPeer::~TestPeer() {
+  store_.reset();
+  database_.reset();
+}
+
+broker::DeliveryHandler TestPeer::Handler() {
+  return [this](const broker::Delivery& delivery, broker::WriteContext&) -> Status {
+    {
+      std::lock_guard lock(mu_);
+      received_.push_back({delivery.peer, delivery.stream, delivery.sequence, delivery.type,
+                           Copy(delivery.payload)});
+    }
+    cv_.notify_all();
+    return Status::Ok();
+  };
+}
+
+void TestPeer::Send(const broker::QueueId& to, wire::MessageType type,
+                    std::span<const uint8_t> payload) {
+  Status sent = store_->Commit(
+      [&](broker::WriteContext& write) { return write.Send(to, type, payload).status(); });
+  BOOST_REQUIRE_MESSAGE(sent.ok(), sent.ToString());
+}
+
+bool TestPeer::WaitFor(const std::function<bool(const std::vector<Received>&)>& ready,
+                       std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return ready(received_); });
+}
+
+std::vector<TestPeer::Received> TestPeer::Of(wire::MessageType type) {
+  std::lock_guard lock(mu_);
+  std::vector<Received> out;
+  for (const auto& r : received_) {
+    if (r.type == type) out.push_back(r);
+  }
+  return out;
+}
+
+// --- PlantHarness ---------------------------------------------------------------------
+
+PlantHarness::PlantHarness(std::vector<std::string> stations) {
+  BOOST_REQUIRE(hsm::CreateMasterKeyFile(dir() / "pks-hsm.key", {}).ok());
+  pks_curve_ = broker::CurveKeyPair::Generate().value();
+  BOOST_REQUIRE(pks_curve_.Save(dir() / "pks.curve").ok());
+  kms_curve_ = broker::CurveKeyPair::Generate().value();
+  WriteFile(dir() / "kms.pub", "public = " + broker::CurvePublicKeyToZ85(kms_curve_.public_key()) + "\n");
+  for (const std::string& station : stations) {
+    station_curves_[station] = broker::CurveKeyPair::Generate().value();
+  }
+  BOOST_REQUIRE(kms_registry_.Add(pks_curve_.public_key(), kPlant).ok());
+
+  auto oem = hsm::CreateSoftwareCustody({});
+  BOOST_REQUIRE(oem.ok());
+  oem_ = std::move(oem).value();
+  transport_ = oem_->ImportKeyFromHex(hsm::KeyKind::kAes128, kTransportHex, "transport").value();
+
+  StartKms();
+  WriteConfig();
+  auto config = LoadPksConfig(config_path());
+  BOOST_REQUIRE_MESSAGE(config.ok(), config.status().ToString());
+  config_ = *config;
+  WriteFile(dir() / "transport.hex", std::string(kTransportHex) + "\n", true);
+  Status imported = ImportTransportKey(config_, kTransportRef, dir() / "transport.hex");
+  BOOST_REQUIRE_MESSAGE(imported.ok(), imported.ToString());
+  auto keys = ShowPlantKeys(config_);
+  BOOST_REQUIRE_MESSAGE(keys.ok(), keys.status().ToString());
+  plant_wrap_key_.kind = hsm::KeyKind::kX25519;
+  auto wrap = ParseHex(keys->wrap_key_hex, "wrap key").value();
+  std::copy(wrap.begin(), wrap.end(), plant_wrap_key_.bytes.begin());
+  plant_signing_key_.kind = hsm::KeyKind::kEd25519;
+  auto signing = ParseHex(keys->signing_key_hex, "signing key").value();
+  std::copy(signing.begin(), signing.end(), plant_signing_key_.bytes.begin());
+}
+
+PlantHarness::~PlantHarness() {
+  station_clients_.clear();
+  stations_.clear();
+  pks_.reset();
+  kms_server_.reset();
+  kms_.reset();
+}
+
+void PlantHarness::WriteConfig() {
+  std::string listen = pks_ ? pks_->station_endpoint() : "tcp://127.0.0.1:0";
+  WriteFile(config_path(),
+            "data_dir = \"pks-data\"\n"
+            "[log]\nlevel = \"warn\"\n"
+            "[plant]\nid = \"plant-a\"\n"
+            "[hsm]\nbackend = \"software\"\nmaster_key_file = \"pks-hsm.key\"\n"
+            "[kms]\nconnect = \"" + kms_endpoint_ + "\"\ncurve_public_key_file = \"kms.pub\"\n"
+            "[link]\nlisten = \"" + listen + "\"\ncurve_key_file = \"pks.curve\"\n"
+            "heartbeat_timeout_ms = 1000\n"
+            "[stock]\nshort_stock_backoff_s = 2\n"
+            "[reservations]\ndeadline_sweep_ms = 100\n");
+}
+
+void PlantHarness::StartPks() {
+  auto started = PksService::Start(config_);
+  BOOST_REQUIRE_MESSAGE(started.ok(), started.status().ToString());
+  pks_ = std::move(started).value();
+  // Restarts keep the same port, so stations reconnect by themselves.
+  WriteConfig();
+  config_ = LoadPksConfig(config_path()).value();
+}
+
+void PlantHarness::StopPks() { pks_.reset(); }
+
+void PlantHarness::StartKms() {
+  if (!kms_) kms_ = std::make_unique<TestPeer>(dir() / "kms", "kms");
+  auto server = broker::LinkServer::Start(
+      kms_->store(), kms_->Handler(),
+      {.bind_endpoint = kms_endpoint_.empty() ? "tcp://127.0.0.1:0" : kms_endpoint_,
+       .keys = kms_curve_,
+       .peers = &kms_registry_,
+       .link = FastLink()});
+  BOOST_REQUIRE_MESSAGE(server.ok(), server.status().ToString());
+  kms_server_ = std::move(server).value();
+  kms_endpoint_ = kms_server_->endpoint();
+}
+
+void PlantHarness::StopKms() { kms_server_.reset(); }
+
+void PlantHarness::Configure(const std::vector<ProductSpec>& products) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<wire::Product>> product_offsets;
+  for (const ProductSpec& spec : products) {
+    std::vector<flatbuffers::Offset<wire::SlotLayout>> slots;
+    slots.push_back(wire::CreateSlotLayout(fbb, 1, 1, 1, 0));
+    slots.push_back(wire::CreateSlotLayout(fbb, 4, 1, 1, 0));
+    slots.push_back(wire::CreateSlotLayout(fbb, 5, 1, 1, 0));
+    product_offsets.push_back(wire::CreateProduct(
+        fbb, fbb.CreateString(spec.name), fbb.CreateString("acme"), fbb.CreateVector(slots),
+        wire::SheFlagLayout::SHE_CLASSIC, fbb.CreateString(kTransportRef), spec.min_stock,
+        spec.target_stock, spec.reservation_timeout_s));
+  }
+  std::vector<flatbuffers::Offset<wire::Station>> stations;
+  for (const auto& [id, keys] : station_curves_) {
+    stations.push_back(wire::CreateStation(fbb, fbb.CreateString(id),
+                                           schemas::CreateBytes(fbb, keys.public_key())));
+  }
+  fbb.Finish(wire::CreateConfigUpdate(fbb, ++config_version_, fbb.CreateString(kPlant),
+                                      fbb.CreateVector(product_offsets), fbb.CreateVector(stations),
+                                      wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0)));
+  kms_->Send({kPlant, "control"}, wire::MessageType::ConfigUpdate, schemas::FinishedBytes(fbb));
+}
+
+std::vector<std::string> PlantHarness::Ship(const std::string& product, size_t count,
+                                            const std::string& request_id, std::string batch_id) {
+  if (batch_id.empty()) batch_id = "batch-" + std::to_string(++batch_counter_);
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<wire::WrappedKeySet>> sets;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < count; ++i) {
+    std::string id = batch_id + "-ks-" + std::to_string(i);
+    std::vector<hsm::KeyHandle> keys;
+    for (size_t s = 0; s < std::size(kLayout); ++s) {
+      keys.push_back(oem_->GenerateKey(hsm::KeyKind::kAes128).value());
+    }
+    auto wrapped = oem_->WrapForPeer(keys, plant_wrap_key_,
+                                     "keyset/" + id + "/plant/" + std::string(kPlant));
+    BOOST_REQUIRE_MESSAGE(wrapped.ok(), wrapped.status().ToString());
+    keys_[id] = keys;
+    product_of_[id] = product;
+    sets.push_back(wire::CreateWrappedKeySet(
+        fbb, fbb.CreateString(id), schemas::CreateBytes(fbb, wrapped->bytes),
+        schemas::CreateBytes(fbb, std::span<const uint8_t>(kLayout, std::size(kLayout)))));
+    ids.push_back(id);
+  }
+  fbb.Finish(wire::CreateStockBatch(fbb, fbb.CreateString(request_id), fbb.CreateString(batch_id),
+                                    fbb.CreateString(kPlant), fbb.CreateString(product),
+                                    fbb.CreateVector(sets)));
+  kms_->Send({kPlant, "control"}, wire::MessageType::StockBatch, schemas::FinishedBytes(fbb));
+  return ids;
+}
+
+void PlantHarness::SendVerificationRequest(const std::string& barrier_id) {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateVerificationRequest(fbb, fbb.CreateString(barrier_id),
+                                             fbb.CreateString("acme")));
+  kms_->Send({kPlant, "control"}, wire::MessageType::VerificationRequest,
+             schemas::FinishedBytes(fbb));
+}
+
+std::vector<RecordView> PlantHarness::Records() {
+  std::vector<RecordView> records;
+  for (const auto& received : kms_->Of(wire::MessageType::InjectionRecord)) {
+    auto verified = schemas::DecodeInjectionRecord(received.payload);
+    BOOST_REQUIRE_MESSAGE(verified.ok(), verified.status().ToString());
+    const wire::InjectionRecordBody* body = verified->body;
+    RecordView view;
+    view.record_sequence = body->record_sequence();
+    view.plant = std::string(schemas::Text(body->plant()));
+    view.station = std::string(schemas::Text(body->station()));
+    view.product = std::string(schemas::Text(body->product()));
+    view.key_set_id = std::string(schemas::Text(body->key_set_id()));
+    view.burn_reason = std::string(schemas::Text(body->burn_reason()));
+    if (body->ecu_uid() && body->ecu_uid()->size() == view.ecu_uid.size()) {
+      std::copy_n(body->ecu_uid()->data(), view.ecu_uid.size(), view.ecu_uid.begin());
+    }
+    view.injected = body->outcome() == wire::RecordOutcome::INJECTED;
+    hsm::Signature signature{};
+    std::copy_n(verified->signature.data(), signature.size(), signature.begin());
+    view.signature_valid =
+        hsm::VerifySignature(plant_signing_key_, verified->signed_bytes, signature).ok();
+    if (body->slots()) {
+      for (const auto* slot : *body->slots()) {
+        if (slot->m4() && slot->m4()->size() == 32) ++view.slots_with_proof;
+      }
+    }
+    records.push_back(view);
+  }
+  return records;
+}
+
+void PlantHarness::StartStation(const std::string& station) {
+  auto& peer = stations_[station];
+  if (!peer) peer = std::make_unique<TestPeer>(dir() / ("station-" + station), station);
+  auto client = broker::LinkClient::Start(peer->store(), peer->Handler(),
+                                          {.server_endpoint = pks_->station_endpoint(),
+                                           .server_key = pks_curve_.public_key(),
+                                           .server_name = kPlant,
+                                           .keys = station_curves_.at(station),
+                                           .link = FastLink()});
+  BOOST_REQUIRE_MESSAGE(client.ok(), client.status().ToString());
+  station_clients_[station] = std::move(client).value();
+}
+
+void PlantHarness::StopStation(const std::string& station) { station_clients_.erase(station); }
+
+TestPeer& PlantHarness::station(const std::string& name) { return *stations_.at(name); }
+
+std::string PlantHarness::SendRequest(const std::string& station, const std::string& product,
+                                      std::span<const uint8_t> uid, std::string claimed_station) {
+  if (claimed_station.empty()) claimed_station = station;
+  std::string request_id = "req-" + std::to_string(++request_counter_);
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateKeyPackageRequest(fbb, fbb.CreateString(request_id),
+                                           fbb.CreateString(claimed_station),
+                                           fbb.CreateString(product), schemas::CreateBytes(fbb, uid)));
+  stations_.at(station)->Send({kPlant, "requests"}, wire::MessageType::KeyPackageRequest,
+                              schemas::FinishedBytes(fbb));
+  return request_id;
+}
+
+std::vector<PackageView> PlantHarness::PackagesOf(const std::string& station) {
+  std::vector<PackageView> packages;
+  for (const auto& received : stations_.at(station)->Of(wire::MessageType::KeyPackage)) {
+    auto package = schemas::DecodeMessage<wire::KeyPackage>(received.payload);
+    BOOST_REQUIRE(package.ok());
+    const wire::KeyPackage* p = *package;
+    PackageView view;
+    view.request_id = std::string(schemas::Text(p->request_id()));
+    view.package_id = std::string(schemas::Text(p->package_id()));
+    view.key_set_id = std::string(schemas::Text(p->key_set_id()));
+    view.deadline_us = p->deadline_us();
+    if (p->error()) {
+      view.error = static_cast<int>(p->error()->code());
+      view.message = std::string(schemas::Text(p->error()->message()));
+    }
+    if (p->slots()) {
+      for (const auto* s : *p->slots()) {
+        view.slots.push_back({s->slot(), s->auth_slot(), s->flags(), s->counter(),
+                              Copy(schemas::Bytes(s->m1())), Copy(schemas::Bytes(s->m2())),
+                              Copy(schemas::Bytes(s->m3()))});
+      }
+    }
+    packages.push_back(std::move(view));
+  }
+  return packages;
+}
+
+std::optional<PackageView> PlantHarness::Request(const std::string& station,
+                                                 const std::string& product, const hsm::SheUid& uid,
+                                                 std::string claimed_station,
+                                                 std::chrono::milliseconds timeout) {
+  std::string request_id = SendRequest(station, product, uid, std::move(claimed_station));
+  std::optional<PackageView> found;
+  stations_.at(station)->WaitFor(
+      [&](const std::vector<TestPeer::Received>& received) {
+        for (const auto& r : received) {
+          if (r.type != wire::MessageType::KeyPackage) continue;
+          auto p = flatbuffers::GetRoot<wire::KeyPackage>(r.payload.data());
+          if (schemas::Text(p->request_id()) == request_id) return true;
+        }
+        return false;
+      },
+      timeout);
+  for (auto& package : PackagesOf(station)) {
+    if (package.request_id == request_id) found = package;
+  }
+  return found;
+}
+
+void PlantHarness::Report(const std::string& station, const PackageView& package,
+                          const hsm::SheUid& uid, int corrupt_slot) {
+  const auto& keys = keys_.at(package.key_set_id);
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<wire::ResultSlot>> slots;
+  for (size_t i = 0; i < package.slots.size(); ++i) {
+    const auto& slot = package.slots[i];
+    hsm::SheProofFields fields;
+    fields.uid = uid;
+    fields.slot = slot.slot;
+    fields.auth_slot = slot.auth_slot;
+    fields.counter = slot.counter;
+    auto proof = oem_->ComputeSheProof(keys.at(i), fields);
+    BOOST_REQUIRE(proof.ok());
+    if (static_cast<int>(i) == corrupt_slot) proof->m5[0] ^= 0x01;
+    slots.push_back(wire::CreateResultSlot(fbb, slot.slot, schemas::CreateBytes(fbb, proof->m4),
+                                           schemas::CreateBytes(fbb, proof->m5),
+                                           wire::EcuError::NONE, 1));
+  }
+  fbb.Finish(wire::CreateInjectionResult(fbb, fbb.CreateString(package.package_id),
+                                         schemas::CreateBytes(fbb, uid), fbb.CreateVector(slots), 1,
+                                         0));
+  stations_.at(station)->Send({kPlant, "requests"}, wire::MessageType::InjectionResult,
+                              schemas::FinishedBytes(fbb));
+}
+
+bool PlantHarness::PackageIsCorrect(const PackageView& package, const hsm::SheUid& uid) {
+  const auto& keys = keys_.at(package.key_set_id);
+  if (package.slots.size() != std::size(kLayout)) return false;
+  for (size_t i = 0; i < package.slots.size(); ++i) {
+    const auto& slot = package.slots[i];
+    hsm::SheLoadRequest request;
+    request.new_key = keys.at(i);
+    request.auth_key = i == 0 ? transport_ : keys.at(0);
+    request.fields.uid = uid;
+    request.fields.slot = slot.slot;
+    request.fields.auth_slot = slot.auth_slot;
+    request.fields.counter = slot.counter;
+    request.flags = slot.flags;
+    auto expected = oem_->ComputeSheLoad(request);
+    if (!expected.ok()) return false;
+    if (Copy(expected->m1) != slot.m1 || Copy(expected->m2) != slot.m2 ||
+        Copy(expected->m3) != slot.m3) {
+      return false;
+    }
+  }
+  return true;
+}
+
+hsm::SheUid PlantHarness::Uid(uint64_t n) {
+  hsm::SheUid uid{};
+  uid[0] = 0xEC;
+  for (int i = 0; i < 8; ++i) uid[14 - i] = static_cast<uint8_t>(n >> (8 * i));
+  return uid;
+}
+
+}  // namespace keyline::pks::testing

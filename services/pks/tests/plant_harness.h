@@ -1,0 +1,182 @@
+// A plant on loopback for tests: the real PKS (in process or as a child process), a stand-in
+// KMS and stations that are real broker endpoints (RocksDB + CurveZMQ links), and an "ECU"
+// that answers loads with the real SHE proof computed from the keys the KMS shipped.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "keyline/broker/curve_keys.h"
+#include "keyline/broker/database.h"
+#include "keyline/broker/link.h"
+#include "keyline/broker/message_store.h"
+#include "keyline/broker/peer_registry.h"
+#include "keyline/hsm/key_custody.h"
+#include "keyline/hsm/she.h"
+#include "keyline/pks/pks_config.h"
+#include "keyline/pks/pks_service.h"
+#include "keyline/testing/temp_dir.h"
+
+namespace keyline::wire {
+enum class MessageType : uint16_t;
+enum class PackageErrorCode : uint8_t;
+enum class RecordOutcome : uint8_t;
+}  // namespace keyline::wire
+
+namespace keyline::pks::testing {
+
+using namespace std::chrono_literals;
+
+// One real broker endpoint of the test (the KMS or a station): what its handler received.
+class TestPeer {
+ public:
+  struct Received {
+    std::string peer;
+    std::string stream;
+    uint64_t sequence = 0;
+    wire::MessageType type{};
+    std::vector<uint8_t> payload;
+  };
+
+  TestPeer(std::filesystem::path dir, std::string name);
+  virtual ~TestPeer();
+
+  broker::DeliveryHandler Handler();
+  void Send(const broker::QueueId& to, wire::MessageType type, std::span<const uint8_t> payload);
+  // Waits until `ready` holds over what was received; false on time-out.
+  bool WaitFor(const std::function<bool(const std::vector<Received>&)>& ready,
+               std::chrono::milliseconds timeout = 10s);
+  std::vector<Received> Of(wire::MessageType type);
+  broker::MessageStore* store() { return store_.get(); }
+  const std::string& name() const { return name_; }
+
+ protected:
+  std::filesystem::path dir_;
+  std::string name_;
+  std::unique_ptr<broker::Database> database_;
+  std::unique_ptr<broker::MessageStore> store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Received> received_;
+};
+
+struct PackageView {
+  std::string request_id;
+  std::string package_id;
+  std::string key_set_id;
+  int error = 0;  // wire::PackageErrorCode as a number; 0: none
+  std::string message;
+  int64_t deadline_us = 0;
+  struct Slot {
+    uint8_t slot = 0, auth_slot = 0, flags = 0;
+    uint32_t counter = 0;
+    std::vector<uint8_t> m1, m2, m3;
+  };
+  std::vector<Slot> slots;
+};
+
+struct RecordView {
+  uint64_t record_sequence = 0;
+  std::string plant, station, product, key_set_id, burn_reason;
+  hsm::SheUid ecu_uid{};
+  bool injected = false;
+  bool signature_valid = false;
+  size_t slots_with_proof = 0;
+};
+
+struct ProductSpec {
+  std::string name = "acme-bcm";
+  uint32_t min_stock = 0;
+  uint32_t target_stock = 0;
+  uint32_t reservation_timeout_s = 60;
+};
+
+// The standard layout of the tests: MASTER_ECU_KEY (auth: transport key), KEY_1 and KEY_2
+// (auth: the new MASTER_ECU_KEY).
+inline constexpr uint8_t kLayout[3] = {1, 4, 5};
+
+class PlantHarness {
+ public:
+  explicit PlantHarness(std::vector<std::string> stations = {"line1-eol1"});
+  ~PlantHarness();
+
+  const std::filesystem::path& dir() const { return dir_.path(); }
+  const PksConfig& config() const { return config_; }
+  std::filesystem::path config_path() const { return dir_.path() / "pks.toml"; }
+
+  // --- the PKS, in process ---
+  void StartPks();
+  void StopPks();
+  PksService& pks() { return *pks_; }
+
+  // --- the KMS stand-in ---
+  void StartKms();
+  void StopKms();
+  TestPeer& kms() { return *kms_; }
+  // Sends the plant's configuration (version increases each call).
+  void Configure(const std::vector<ProductSpec>& products);
+  // Generates `count` key sets for `product`, seals them for the plant and ships them.
+  // Returns their ids.
+  std::vector<std::string> Ship(const std::string& product, size_t count,
+                                const std::string& request_id = "", std::string batch_id = "");
+  void SendVerificationRequest(const std::string& barrier_id);
+  std::vector<RecordView> Records();
+  size_t shipped() const { return keys_.size(); }
+
+  // --- stations and the ECU ---
+  void StartStation(const std::string& station);
+  void StopStation(const std::string& station);
+  TestPeer& station(const std::string& name);
+  // Sends a KeyPackageRequest and waits for the answer.
+  std::optional<PackageView> Request(const std::string& station, const std::string& product,
+                                     const hsm::SheUid& uid, std::string claimed_station = "",
+                                     std::chrono::milliseconds timeout = 10s);
+  // Sends a KeyPackageRequest without waiting.
+  std::string SendRequest(const std::string& station, const std::string& product,
+                          std::span<const uint8_t> uid, std::string claimed_station = "");
+  // Loads the package into a simulated ECU (the true M4/M5 from the shipped keys) and reports
+  // it; `corrupt_slot` >= 0 reports a wrong M5 for that slot index.
+  void Report(const std::string& station, const PackageView& package, const hsm::SheUid& uid,
+              int corrupt_slot = -1);
+  // Whether the package's M1..M3 are what the shipped keys and the transport key give.
+  bool PackageIsCorrect(const PackageView& package, const hsm::SheUid& uid);
+
+  static hsm::SheUid Uid(uint64_t n);
+
+ private:
+  void WriteConfig();
+  std::vector<PackageView> PackagesOf(const std::string& station);
+
+  keyline::testing::TempDir dir_;
+  PksConfig config_;
+  std::unique_ptr<PksService> pks_;
+  broker::CurveKeyPair pks_curve_;
+  broker::CurveKeyPair kms_curve_;
+  std::map<std::string, broker::CurveKeyPair> station_curves_;
+  std::string kms_endpoint_;
+  broker::PeerRegistry kms_registry_;
+  std::unique_ptr<TestPeer> kms_;
+  std::unique_ptr<broker::LinkServer> kms_server_;
+  std::map<std::string, std::unique_ptr<TestPeer>> stations_;
+  std::map<std::string, std::unique_ptr<broker::LinkClient>> station_clients_;
+  // The KMS side's custody: it generated the keys, so the test can play the ECU and the OEM.
+  std::unique_ptr<hsm::KeyCustody> oem_;
+  hsm::KeyHandle transport_;
+  hsm::PublicKey plant_wrap_key_;
+  hsm::PublicKey plant_signing_key_;
+  std::map<std::string, std::vector<hsm::KeyHandle>> keys_;  // key set id -> keys in kLayout order
+  std::map<std::string, std::string> product_of_;
+  uint64_t config_version_ = 0;
+  uint64_t batch_counter_ = 0;
+  uint64_t request_counter_ = 0;
+};
+
+}  // namespace keyline::pks::testing
