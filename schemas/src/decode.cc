@@ -115,6 +115,10 @@ Status VerifyPayload(wire::MessageType type, std::span<const uint8_t> payload,
       return DecodeMessage<wire::KeyPackage>(payload, limits, error).status();
     case wire::MessageType::InjectionResult:
       return DecodeMessage<wire::InjectionResult>(payload, limits, error).status();
+    case wire::MessageType::AdminRequest:
+      return DecodeMessage<wire::AdminRequest>(payload, limits, error).status();
+    case wire::MessageType::AdminReply:
+      return DecodeMessage<wire::AdminReply>(payload, limits, error).status();
   }
   return Refuse(DecodeError::kUnknownType,
                 InvalidArgumentError("unknown message type " + MessageTypeName(type) +

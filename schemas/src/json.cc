@@ -94,6 +94,10 @@ std::string PayloadToJson(wire::MessageType type, std::span<const uint8_t> paylo
       return ToJson<wire::KeyPackage>(payload);
     case wire::MessageType::InjectionResult:
       return ToJson<wire::InjectionResult>(payload);
+    case wire::MessageType::AdminRequest:
+      return ToJson<wire::AdminRequest>(payload);
+    case wire::MessageType::AdminReply:
+      return ToJson<wire::AdminReply>(payload);
   }
   return "null";
 }

@@ -36,6 +36,11 @@ template <>
 std::vector<uint8_t> Sample<wire::KeyPackage>();
 template <>
 std::vector<uint8_t> Sample<wire::InjectionResult>();
+// admin_test.cc
+template <>
+std::vector<uint8_t> Sample<wire::AdminRequest>();
+template <>
+std::vector<uint8_t> Sample<wire::AdminReply>();
 
 // The serialised InjectionRecordBody inside Sample<wire::InjectionRecord>().
 std::vector<uint8_t> SampleInjectionRecordBody();
@@ -52,6 +57,8 @@ uint64_t ReadAll(const wire::VerificationWatermark& m);
 uint64_t ReadAll(const wire::KeyPackageRequest& m);
 uint64_t ReadAll(const wire::KeyPackage& m);
 uint64_t ReadAll(const wire::InjectionResult& m);
+uint64_t ReadAll(const wire::AdminRequest& m);  // admin_test.cc
+uint64_t ReadAll(const wire::AdminReply& m);    // admin_test.cc
 uint64_t ReadAll(const wire::Envelope& m);
 
 // n bytes counting up from `first` (a recognisable stand-in for UIDs, proofs, keys).
@@ -74,6 +81,8 @@ void ForEachMessageTable(F&& f) {
   f.template operator()<wire::KeyPackageRequest>();
   f.template operator()<wire::KeyPackage>();
   f.template operator()<wire::InjectionResult>();
+  f.template operator()<wire::AdminRequest>();
+  f.template operator()<wire::AdminReply>();
 }
 
 }  // namespace keyline::schemas::testing

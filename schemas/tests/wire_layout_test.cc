@@ -149,6 +149,8 @@ KEYLINE_PIN_ENUM(MessageType, VerificationWatermark, 7);
 KEYLINE_PIN_ENUM(MessageType, KeyPackageRequest, 8);
 KEYLINE_PIN_ENUM(MessageType, KeyPackage, 9);
 KEYLINE_PIN_ENUM(MessageType, InjectionResult, 10);
+KEYLINE_PIN_ENUM(MessageType, AdminRequest, 11);
+KEYLINE_PIN_ENUM(MessageType, AdminReply, 12);
 KEYLINE_PIN_ENUM(SheFlagLayout, UNSPECIFIED, 0);
 KEYLINE_PIN_ENUM(SheFlagLayout, SHE_CLASSIC, 1);
 KEYLINE_PIN_ENUM(SheFlagLayout, SHE_PLUS, 2);

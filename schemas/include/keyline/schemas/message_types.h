@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "keyline/wire/admin_generated.h"
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/kms_pks_generated.h"
 #include "keyline/wire/pks_injector_generated.h"
@@ -36,6 +37,8 @@ KEYLINE_WIRE_MESSAGE_(VerificationWatermark);
 KEYLINE_WIRE_MESSAGE_(KeyPackageRequest);
 KEYLINE_WIRE_MESSAGE_(KeyPackage);
 KEYLINE_WIRE_MESSAGE_(InjectionResult);
+KEYLINE_WIRE_MESSAGE_(AdminRequest);
+KEYLINE_WIRE_MESSAGE_(AdminReply);
 
 #undef KEYLINE_WIRE_MESSAGE_
 
