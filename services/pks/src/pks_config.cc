@@ -44,8 +44,6 @@ StatusOr<PksConfig> Read(const ConfigReader& file, const std::filesystem::path& 
       static_cast<int>(link.OptionalInt("heartbeat_timeout_ms", 5000, 500, 600000));
 
   ConfigReader sync = file.Section("sync");
-  config.sync_continuous =
-      sync.OptionalString("mode", "continuous") == "continuous";
   if (sync.Has("mode")) {
     std::string mode = sync.RequireChoice("mode", {"continuous", "interval"});
     config.sync_continuous = mode == "continuous";

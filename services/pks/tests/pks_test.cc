@@ -285,11 +285,49 @@ BOOST_AUTO_TEST_CASE(WatermarkFollowsTheRecordsItCovers) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(StockBatchForAnotherPlantOrRepeatedIsRefused) {
+BOOST_AUTO_TEST_CASE(StockBatchRepeatedOrSealedForAnotherPlantChangesNothing) {
   ServingPlant s(2);
   s.plant.Ship("acme-bcm", 3, "", "batch-1");  // the batch id ServingPlant already used
-  std::this_thread::sleep_for(500ms);
-  BOOST_TEST(s.Product().in_stock == 2u);
+  s.plant.ShipSealedForAnotherPlant("acme-bcm", 3);
+  s.plant.Ship("acme-bcm", 1);  // a good batch after them still applies: the stream goes on
+  BOOST_REQUIRE(ServingPlant::WaitUntil([&] { return s.Product().in_stock == 3; }));
+  std::this_thread::sleep_for(300ms);
+  BOOST_TEST(s.Product().in_stock == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(ConfigurationForAnotherPlantIsRefused) {
+  ServingPlant s(1);
+  PlantHarness::ConfigOptions other;
+  other.plant = "plant-b";
+  ProductSpec product;
+  product.name = "other-product";
+  s.plant.Configure({product}, other);
+  ProductSpec next;
+  next.name = "acme-bcm-2";
+  s.plant.Configure({ProductSpec{}, next});  // version 3, for this plant: applies
+  BOOST_REQUIRE(ServingPlant::WaitUntil([&] { return s.plant.pks().Snapshot().config_version == 3; }));
+  for (const auto& p : s.plant.pks().Snapshot().products) BOOST_TEST(p.product != "other-product");
+}
+
+BOOST_AUTO_TEST_CASE(ScheduledContactOpensAtOnceWhenStockRunsLow) {
+  ProductSpec product;
+  product.min_stock = 2;
+  product.target_stock = 4;
+  ServingPlant s(4, product);
+  PlantHarness::ConfigOptions hourly;
+  hourly.interval_s = 3600;
+  s.plant.Configure({product}, hourly);
+  // The plant drains and closes its link after the configuration: wait for the quiet phase.
+  std::this_thread::sleep_for(2500ms);
+  for (uint64_t n = 1; n <= 3; ++n) {
+    auto p = s.plant.Request(kStation, "acme-bcm", PlantHarness::Uid(n));
+    BOOST_REQUIRE(p && p->error == 0);
+  }
+  // Below the minimum: the request goes now, not in an hour.
+  BOOST_TEST(s.plant.kms().WaitFor([](const std::vector<Received>& r) {
+    for (const auto& m : r) if (m.type == wire::MessageType::StockRequest) return true;
+    return false;
+  }, 10s));
 }
 
 BOOST_AUTO_TEST_CASE(StateSurvivesARestart) {

@@ -1,6 +1,10 @@
 #include "plant_harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <flatbuffers/flatbuffers.h>
@@ -135,7 +139,7 @@ PlantHarness::~PlantHarness() {
 }
 
 void PlantHarness::WriteConfig() {
-  std::string listen = pks_ ? pks_->station_endpoint() : "tcp://127.0.0.1:0";
+  std::string listen = station_endpoint_.empty() ? "tcp://127.0.0.1:0" : station_endpoint_;
   WriteFile(config_path(),
             "data_dir = \"pks-data\"\n"
             "[log]\nlevel = \"warn\"\n"
@@ -153,11 +157,26 @@ void PlantHarness::StartPks() {
   BOOST_REQUIRE_MESSAGE(started.ok(), started.status().ToString());
   pks_ = std::move(started).value();
   // Restarts keep the same port, so stations reconnect by themselves.
+  station_endpoint_ = pks_->station_endpoint();
   WriteConfig();
   config_ = LoadPksConfig(config_path()).value();
 }
 
 void PlantHarness::StopPks() { pks_.reset(); }
+
+void PlantHarness::FixStationPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  socklen_t length = sizeof(address);
+  BOOST_REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+  ::close(fd);
+  station_endpoint_ = "tcp://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  WriteConfig();
+  config_ = LoadPksConfig(config_path()).value();
+}
 
 void PlantHarness::StartKms() {
   if (!kms_) kms_ = std::make_unique<TestPeer>(dir() / "kms", "kms");
@@ -174,7 +193,7 @@ void PlantHarness::StartKms() {
 
 void PlantHarness::StopKms() { kms_server_.reset(); }
 
-void PlantHarness::Configure(const std::vector<ProductSpec>& products) {
+void PlantHarness::Configure(const std::vector<ProductSpec>& products, ConfigOptions options) {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<wire::Product>> product_offsets;
   for (const ProductSpec& spec : products) {
@@ -192,14 +211,24 @@ void PlantHarness::Configure(const std::vector<ProductSpec>& products) {
     stations.push_back(wire::CreateStation(fbb, fbb.CreateString(id),
                                            schemas::CreateBytes(fbb, keys.public_key())));
   }
-  fbb.Finish(wire::CreateConfigUpdate(fbb, ++config_version_, fbb.CreateString(kPlant),
+  auto sync = options.interval_s == 0
+                  ? wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0)
+                  : wire::CreateSyncPolicy(fbb, wire::SyncMode::INTERVAL, options.interval_s);
+  fbb.Finish(wire::CreateConfigUpdate(fbb, ++config_version_, fbb.CreateString(options.plant),
                                       fbb.CreateVector(product_offsets), fbb.CreateVector(stations),
-                                      wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0)));
+                                      sync));
   kms_->Send({kPlant, "control"}, wire::MessageType::ConfigUpdate, schemas::FinishedBytes(fbb));
 }
 
+void PlantHarness::ShipSealedForAnotherPlant(const std::string& product, size_t count) {
+  hsm::KeyHandle other = oem_->GenerateKey(hsm::KeyKind::kX25519).value();
+  hsm::PublicKey other_public = oem_->GetPublicKey(other).value();
+  Ship(product, count, "", "", &other_public);
+}
+
 std::vector<std::string> PlantHarness::Ship(const std::string& product, size_t count,
-                                            const std::string& request_id, std::string batch_id) {
+                                            const std::string& request_id, std::string batch_id,
+                                            const hsm::PublicKey* seal_for) {
   if (batch_id.empty()) batch_id = "batch-" + std::to_string(++batch_counter_);
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<wire::WrappedKeySet>> sets;
@@ -210,11 +239,14 @@ std::vector<std::string> PlantHarness::Ship(const std::string& product, size_t c
     for (size_t s = 0; s < std::size(kLayout); ++s) {
       keys.push_back(oem_->GenerateKey(hsm::KeyKind::kAes128).value());
     }
-    auto wrapped = oem_->WrapForPeer(keys, plant_wrap_key_,
+    auto wrapped = oem_->WrapForPeer(keys, seal_for ? *seal_for : plant_wrap_key_,
                                      "keyset/" + id + "/plant/" + std::string(kPlant));
     BOOST_REQUIRE_MESSAGE(wrapped.ok(), wrapped.status().ToString());
-    keys_[id] = keys;
-    product_of_[id] = product;
+    {
+      std::lock_guard lock(keys_mu_);
+      keys_[id] = keys;
+      product_of_[id] = product;
+    }
     sets.push_back(wire::CreateWrappedKeySet(
         fbb, fbb.CreateString(id), schemas::CreateBytes(fbb, wrapped->bytes),
         schemas::CreateBytes(fbb, std::span<const uint8_t>(kLayout, std::size(kLayout)))));
@@ -270,7 +302,7 @@ void PlantHarness::StartStation(const std::string& station) {
   auto& peer = stations_[station];
   if (!peer) peer = std::make_unique<TestPeer>(dir() / ("station-" + station), station);
   auto client = broker::LinkClient::Start(peer->store(), peer->Handler(),
-                                          {.server_endpoint = pks_->station_endpoint(),
+                                          {.server_endpoint = station_endpoint_,
                                            .server_key = pks_curve_.public_key(),
                                            .server_name = kPlant,
                                            .keys = station_curves_.at(station),
@@ -347,7 +379,11 @@ std::optional<PackageView> PlantHarness::Request(const std::string& station,
 
 void PlantHarness::Report(const std::string& station, const PackageView& package,
                           const hsm::SheUid& uid, int corrupt_slot) {
-  const auto& keys = keys_.at(package.key_set_id);
+  std::vector<hsm::KeyHandle> keys;
+  {
+    std::lock_guard lock(keys_mu_);
+    keys = keys_.at(package.key_set_id);
+  }
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<wire::ResultSlot>> slots;
   for (size_t i = 0; i < package.slots.size(); ++i) {
@@ -372,7 +408,11 @@ void PlantHarness::Report(const std::string& station, const PackageView& package
 }
 
 bool PlantHarness::PackageIsCorrect(const PackageView& package, const hsm::SheUid& uid) {
-  const auto& keys = keys_.at(package.key_set_id);
+  std::vector<hsm::KeyHandle> keys;
+  {
+    std::lock_guard lock(keys_mu_);
+    keys = keys_.at(package.key_set_id);
+  }
   if (package.slots.size() != std::size(kLayout)) return false;
   for (size_t i = 0; i < package.slots.size(); ++i) {
     const auto& slot = package.slots[i];

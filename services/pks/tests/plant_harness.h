@@ -112,7 +112,9 @@ class PlantHarness {
   const PksConfig& config() const { return config_; }
   std::filesystem::path config_path() const { return dir_.path() / "pks.toml"; }
 
-  // --- the PKS, in process ---
+  // --- the PKS, in process (or as a child process: see pks_kill_test) ---
+  // Gives the PKS a fixed free port for stations, so that a restarted process keeps it.
+  void FixStationPort();
   void StartPks();
   void StopPks();
   PksService& pks() { return *pks_; }
@@ -121,15 +123,26 @@ class PlantHarness {
   void StartKms();
   void StopKms();
   TestPeer& kms() { return *kms_; }
+  struct ConfigOptions {
+    std::string plant = "plant-a";  // another plant's id: a configuration the PKS must refuse
+    uint32_t interval_s = 0;        // 0: continuous contact; else scheduled contact
+  };
   // Sends the plant's configuration (version increases each call).
-  void Configure(const std::vector<ProductSpec>& products);
+  void Configure(const std::vector<ProductSpec>& products, ConfigOptions options);
+  void Configure(const std::vector<ProductSpec>& products) { Configure(products, ConfigOptions{}); }
+  // Ships key sets sealed for another plant's HSM key.
+  void ShipSealedForAnotherPlant(const std::string& product, size_t count);
   // Generates `count` key sets for `product`, seals them for the plant and ships them.
   // Returns their ids.
   std::vector<std::string> Ship(const std::string& product, size_t count,
-                                const std::string& request_id = "", std::string batch_id = "");
+                                const std::string& request_id = "", std::string batch_id = "",
+                                const hsm::PublicKey* seal_for = nullptr);
   void SendVerificationRequest(const std::string& barrier_id);
   std::vector<RecordView> Records();
-  size_t shipped() const { return keys_.size(); }
+  size_t shipped() {
+    std::lock_guard lock(keys_mu_);
+    return keys_.size();
+  }
 
   // --- stations and the ECU ---
   void StartStation(const std::string& station);
@@ -149,11 +162,13 @@ class PlantHarness {
   // Whether the package's M1..M3 are what the shipped keys and the transport key give.
   bool PackageIsCorrect(const PackageView& package, const hsm::SheUid& uid);
 
+  // Every KeyPackage the station has received, in order.
+  std::vector<PackageView> PackagesOf(const std::string& station);
+
   static hsm::SheUid Uid(uint64_t n);
 
  private:
   void WriteConfig();
-  std::vector<PackageView> PackagesOf(const std::string& station);
 
   keyline::testing::TempDir dir_;
   PksConfig config_;
@@ -162,6 +177,7 @@ class PlantHarness {
   broker::CurveKeyPair kms_curve_;
   std::map<std::string, broker::CurveKeyPair> station_curves_;
   std::string kms_endpoint_;
+  std::string station_endpoint_;  // empty until known
   broker::PeerRegistry kms_registry_;
   std::unique_ptr<TestPeer> kms_;
   std::unique_ptr<broker::LinkServer> kms_server_;
@@ -172,6 +188,7 @@ class PlantHarness {
   hsm::KeyHandle transport_;
   hsm::PublicKey plant_wrap_key_;
   hsm::PublicKey plant_signing_key_;
+  std::mutex keys_mu_;  // Ship and Report may run on different threads
   std::map<std::string, std::vector<hsm::KeyHandle>> keys_;  // key set id -> keys in kLayout order
   std::map<std::string, std::string> product_of_;
   uint64_t config_version_ = 0;
