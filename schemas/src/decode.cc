@@ -132,15 +132,18 @@ StatusOr<VerifiedEnvelope> DecodeEnvelope(std::span<const uint8_t> bytes,
                                           const DecodeLimits& limits, DecodeError* error) {
   ASSIGN_OR_RETURN(const wire::Envelope* envelope,
                    DecodeVerified<wire::Envelope>(bytes, "Envelope", limits, error));
-  const std::string name = EnvelopeName(*envelope);
-
-  Status id_ok = CheckFixedBytes(envelope->message_id(), kMessageIdBytes, name + ": message_id");
-  if (!id_ok.ok()) return Refuse(DecodeError::kInvalidField, id_ok, error);
+  // Names for error messages are built only on the way out: this runs once per received
+  // message, and nearly every message is fine.
+  if (envelope->message_id() == nullptr || envelope->message_id()->size() != kMessageIdBytes) {
+    Status id_ok = CheckFixedBytes(envelope->message_id(), kMessageIdBytes,
+                                   EnvelopeName(*envelope) + ": message_id");
+    return Refuse(DecodeError::kInvalidField, id_ok, error);
+  }
 
   if (!IsKnownMessageType(envelope->type())) {
     return Refuse(
         DecodeError::kUnknownType,
-        InvalidArgumentError(name + ": unknown message type (this build knows 1.." +
+        InvalidArgumentError(EnvelopeName(*envelope) + ": unknown message type (this build knows 1.." +
                              std::to_string(static_cast<unsigned>(wire::MessageType::MAX)) +
                              "; a newer sender needs a newer receiver)"),
         error);
@@ -149,10 +152,13 @@ StatusOr<VerifiedEnvelope> DecodeEnvelope(std::span<const uint8_t> bytes,
   std::span<const uint8_t> payload = Bytes(envelope->payload());
   if (payload.empty()) {
     return Refuse(DecodeError::kInvalidField,
-                  InvalidArgumentError(name + ": payload is missing or empty"), error);
+                  InvalidArgumentError(EnvelopeName(*envelope) + ": payload is missing or empty"),
+                  error);
   }
-  RETURN_IF_ERROR(
-      VerifyPayload(envelope->type(), payload, limits, error).WithContext(name + ": payload"));
+  if (Status payload_ok = VerifyPayload(envelope->type(), payload, limits, error);
+      !payload_ok.ok()) {
+    return payload_ok.WithContext(EnvelopeName(*envelope) + ": payload");
+  }
 
   VerifiedEnvelope verified;
   verified.envelope = envelope;
