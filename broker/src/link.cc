@@ -76,16 +76,30 @@ class Wakeup {
 
 enum class Outcome { kApplied, kDuplicate, kGap, kRetryLater, kDeadLetter };
 
+// The outcomes of consecutive deliveries of one stream in one applied burst.
 struct Completion {
   std::string peer;
   std::string stream;
-  uint64_t sequence;
-  Outcome outcome;
+  uint64_t applied = 0;
+  uint64_t duplicates = 0;
+  uint64_t dead_letters = 0;
+  uint64_t gaps = 0;
+  uint64_t retry_later = 0;
+
+  void Add(Outcome outcome) {
+    switch (outcome) {
+      case Outcome::kApplied: ++applied; break;
+      case Outcome::kDuplicate: ++duplicates; break;
+      case Outcome::kDeadLetter: ++dead_letters; break;
+      case Outcome::kGap: ++gaps; break;
+      case Outcome::kRetryLater: ++retry_later; break;
+    }
+  }
 };
 
 // A verified delivery waiting to be handed to the store; `frame` owns the bytes it points into.
 struct PendingDelivery {
-  std::shared_ptr<std::string> frame;
+  std::shared_ptr<const void> frame;
   Delivery delivery;
   std::span<const uint8_t> envelope;
 };
@@ -104,6 +118,8 @@ struct Session {
   std::map<std::string, uint64_t> next_to_send;  // per outbound stream
   std::map<std::string, uint64_t> acked;         // per outbound stream, as the peer told us
   uint64_t peer_backlog = 0;
+  // Largest DataBatch the peer accepts, from its latest Hello (0: one Data frame per message).
+  uint64_t peer_max_batch_bytes = 0;
   int64_t last_contact_recorded_ms = -1000000;
 };
 
@@ -293,7 +309,7 @@ class LinkEngine {
           continue;
         }
       }
-      HandleFrame(*session, parts.back());
+      HandleFrame(*session, std::move(parts.back()));
     }
   }
 
@@ -312,7 +328,7 @@ class LinkEngine {
     return &session;
   }
 
-  void HandleFrame(Session& session, const zmq::message_t& message) {
+  void HandleFrame(Session& session, zmq::message_t&& message) {
     Count([](LinkCounters& c) { ++c.frames_received; });
     session.last_received_ms = NowMs();
     if (session.last_received_ms - session.last_contact_recorded_ms >= kLinkStateEveryMs) {
@@ -323,10 +339,21 @@ class LinkEngine {
       Refuse(session.peer, "too_large");
       return;
     }
-    // An aligned copy that lives as long as the delivery work that reads it.
-    auto frame = std::make_shared<std::string>(static_cast<const char*>(message.data()),
-                                               message.size());
-    std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(frame->data()), frame->size());
+    // The frame's bytes live as long as the delivery work that reads them: the ZeroMQ message
+    // itself when its data is 8-aligned (as FlatBuffers' 8-byte fields want; libzmq's heap
+    // messages are), otherwise an aligned copy.
+    std::shared_ptr<const void> frame;
+    std::span<const uint8_t> bytes;
+    auto owned = std::make_shared<zmq::message_t>(std::move(message));
+    if (reinterpret_cast<uintptr_t>(owned->data()) % 8 == 0) {
+      bytes = {static_cast<const uint8_t*>(owned->data()), owned->size()};
+      frame = std::move(owned);
+    } else {
+      auto copy = std::make_shared<std::string>(static_cast<const char*>(owned->data()),
+                                                owned->size());
+      bytes = {reinterpret_cast<const uint8_t*>(copy->data()), copy->size()};
+      frame = std::move(copy);
+    }
     schemas::DecodeError why{};
     schemas::DecodeLimits limits;
     limits.max_bytes = options_.max_frame_bytes;
@@ -345,6 +372,10 @@ class LinkEngine {
       case wire::LinkBody::Data:
         last_data_received_ms_ = NowMs();
         OnData(session, frame, *link_frame->body_as_Data());
+        break;
+      case wire::LinkBody::DataBatch:
+        last_data_received_ms_ = NowMs();
+        OnDataBatch(session, frame, *link_frame->body_as_DataBatch());
         break;
       case wire::LinkBody::Ack:
         OnAck(session, *link_frame->body_as_Ack());
@@ -367,6 +398,7 @@ class LinkEngine {
     }
     session.hello_received = true;
     session.peer_backlog = hello.backlog();
+    session.peer_max_batch_bytes = hello.max_batch_bytes();
     session.next_to_send.clear();
     std::map<std::string, uint64_t> positions;
     if (hello.positions() != nullptr) {
@@ -396,7 +428,24 @@ class LinkEngine {
     if (!hello.reply()) SendHello(session, /*reply=*/true, /*force=*/true);
   }
 
-  void OnData(Session& session, const std::shared_ptr<std::string>& frame, const wire::Data& data) {
+  // Each item is handled as its own Data frame: one bad envelope is refused alone, and a gap
+  // after it makes the rest gaps too (the peer rewinds after our Hello).
+  void OnDataBatch(Session& session, const std::shared_ptr<const void>& frame,
+                   const wire::DataBatch& batch) {
+    if (batch.items() == nullptr || batch.items()->size() == 0) {
+      Refuse(session.peer, "malformed");
+      return;
+    }
+    for (const wire::Data* data : *batch.items()) {
+      if (data == nullptr) {
+        Refuse(session.peer, "malformed");
+        continue;
+      }
+      OnData(session, frame, *data);
+    }
+  }
+
+  void OnData(Session& session, const std::shared_ptr<const void>& frame, const wire::Data& data) {
     if (data.envelope() == nullptr) {
       Refuse(session.peer, "malformed");
       return;
@@ -453,10 +502,16 @@ class LinkEngine {
           // engine, so nothing of it may be touched after the lock is released.
           std::lock_guard lock(completions_mu_);
           bool was_empty = completions_.empty();
+          Completion* current = nullptr;
           for (size_t i = 0; i < batch->size(); ++i) {
             const Delivery& delivery = (*batch)[i].delivery;
-            completions_.push_back({delivery.peer, delivery.stream, delivery.sequence,
-                                    status.ok() ? (*outcomes)[i] : Outcome::kRetryLater});
+            if (current == nullptr || current->peer != delivery.peer ||
+                current->stream != delivery.stream) {
+              current = &completions_.emplace_back();
+              current->peer = delivery.peer;
+              current->stream = delivery.stream;
+            }
+            current->Add(status.ok() ? (*outcomes)[i] : Outcome::kRetryLater);
           }
           if (was_empty) wakeup_.Signal();
           if (--in_flight_ == 0) in_flight_cv_.notify_all();
@@ -503,25 +558,21 @@ class LinkEngine {
     std::map<QueueId, bool> to_ack;
     for (const auto& completion : done) {
       Session* session = FindSession(completion.peer);
-      switch (completion.outcome) {
-        case Outcome::kApplied:
-          Count([](LinkCounters& c) { ++c.messages_applied; });
-          break;
-        case Outcome::kDuplicate:
-          Count([](LinkCounters& c) { ++c.duplicates_skipped; });
-          break;
-        case Outcome::kDeadLetter:
-          Count([](LinkCounters& c) { ++c.dead_letters; });
-          break;
-        case Outcome::kGap:
-          Count([](LinkCounters& c) { ++c.gaps; });
-          if (session != nullptr) SendHello(*session, /*reply=*/false, /*force=*/false);
-          continue;
-        case Outcome::kRetryLater:
-          if (session != nullptr && session->resync_at_ms == 0) session->resync_at_ms = NowMs() + 1000;
-          continue;
+      Count([&](LinkCounters& c) {
+        c.messages_applied += completion.applied;
+        c.duplicates_skipped += completion.duplicates;
+        c.dead_letters += completion.dead_letters;
+        c.gaps += completion.gaps;
+      });
+      if (completion.gaps > 0 && session != nullptr) {
+        SendHello(*session, /*reply=*/false, /*force=*/false);
       }
-      to_ack[{completion.peer, completion.stream}] = true;
+      if (completion.retry_later > 0 && session != nullptr && session->resync_at_ms == 0) {
+        session->resync_at_ms = NowMs() + 1000;
+      }
+      if (completion.applied + completion.duplicates + completion.dead_letters > 0) {
+        to_ack[{completion.peer, completion.stream}] = true;
+      }
     }
     for (const auto& [queue, unused] : to_ack) {
       Session* session = FindSession(queue.peer);
@@ -563,39 +614,123 @@ class LinkEngine {
   // Returns false when the socket cannot take more now or the budget is spent.
   bool PumpSession(Session& session, size_t& budget) {
     if (!session.hello_received) return true;
+    const size_t batch_limit = static_cast<size_t>(
+        std::min<uint64_t>(session.peer_max_batch_bytes, AnnouncedBatchBytes()));
     for (const auto& queue : store_->QueuesTo(session.peer)) {
       uint64_t acked = std::max(session.acked[queue.stream], store_->AckedThrough(queue));
       uint64_t last = store_->LastSequence(queue);
       uint64_t& next = session.next_to_send[queue.stream];
       next = std::max(next, acked + 1);
+      OutgoingBatch batch(send_builder_, batch_limit);
+      // A frame that could not be sent takes its messages back: they go out next turn.
+      auto flush = [&]() -> bool {
+        if (batch.empty()) return true;
+        uint64_t first = batch.first_sequence();
+        size_t count = batch.size();
+        bool sent = SendFrame(session, batch.Finish());
+        batch.Reset();
+        if (!sent) {
+          next = first;
+          budget += count;
+          return false;
+        }
+        Count([count](LinkCounters& c) { c.messages_sent += count; });
+        return true;
+      };
       while (next <= last && next - acked - 1 < options_.window && budget > 0) {
         size_t room = std::min<size_t>(options_.window - (next - acked - 1), budget);
         auto messages = store_->Read(queue, next, std::min<size_t>(room, 512), 4u << 20);
         if (!messages.ok()) {
           spdlog::error("link: {}", messages.status().ToString());
+          (void)flush();
           return false;
         }
         if (messages->empty() || messages->front().sequence != next) {
           spdlog::error("link: outbox {} misses sequence {}", queue.ToString(), next);
+          (void)flush();
           return false;
         }
         for (const auto& message : *messages) {
           if (message.sequence != next) break;
-          flatbuffers::FlatBufferBuilder builder(message.envelope.size() + 64);
-          auto envelope = builder.CreateVector(
+          std::span<const uint8_t> envelope(
               reinterpret_cast<const uint8_t*>(message.envelope.data()), message.envelope.size());
-          auto data = wire::CreateData(builder, envelope);
-          builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Data, data.Union()));
-          if (!SendFrame(session, builder)) return false;
-          Count([](LinkCounters& c) { ++c.messages_sent; });
+          if (!batch.Fits(envelope.size()) && !flush()) return false;
+          if (batch.Fits(envelope.size())) {
+            batch.Add(message.sequence, envelope);
+          } else {
+            // Alone it is too big for a batch (or the peer takes none): one Data frame.
+            bool sent = SendFrame(session, DataFrame(envelope));
+            batch.Reset();
+            if (!sent) return false;
+            Count([](LinkCounters& c) { ++c.messages_sent; });
+          }
           ++next;
           --budget;
         }
       }
+      if (!flush()) return false;
       if (budget == 0) return false;
     }
     return true;
   }
+
+  // What this side accepts in a DataBatch, as its Hello announces it.
+  uint64_t AnnouncedBatchBytes() const {
+    return std::min(options_.max_batch_bytes, options_.max_frame_bytes);
+  }
+
+  flatbuffers::FlatBufferBuilder& DataFrame(std::span<const uint8_t> envelope) {
+    send_builder_.Clear();
+    // Envelopes hold 8-byte fields: keep them 8-aligned inside the frame, as they were stored.
+    send_builder_.ForceVectorAlignment(envelope.size(), 1, 8);
+    auto bytes = send_builder_.CreateVector(envelope.data(), envelope.size());
+    auto data = wire::CreateData(send_builder_, bytes);
+    send_builder_.Finish(wire::CreateLinkFrame(send_builder_, wire::LinkBody::Data, data.Union()));
+    return send_builder_;
+  }
+
+  // Builds one DataBatch frame in a reused builder, keeping it within `limit` bytes.
+  class OutgoingBatch {
+   public:
+    OutgoingBatch(flatbuffers::FlatBufferBuilder& builder, size_t limit)
+        : builder_(builder), limit_(limit) {
+      builder_.Clear();
+    }
+    bool empty() const { return items_.empty(); }
+    size_t size() const { return items_.size(); }
+    uint64_t first_sequence() const { return first_sequence_; }
+    // Whether an envelope of `bytes` still fits (a batch takes at least one if `limit` allows).
+    bool Fits(size_t bytes) const {
+      return builder_.GetSize() + bytes + (items_.size() + 1) * kItemOverhead + kFrameOverhead <=
+             limit_;
+    }
+    void Add(uint64_t sequence, std::span<const uint8_t> envelope) {
+      if (items_.empty()) first_sequence_ = sequence;
+      builder_.ForceVectorAlignment(envelope.size(), 1, 8);
+      auto bytes = builder_.CreateVector(envelope.data(), envelope.size());
+      items_.push_back(wire::CreateData(builder_, bytes));
+    }
+    flatbuffers::FlatBufferBuilder& Finish() {
+      auto batch = wire::CreateDataBatch(builder_, builder_.CreateVector(items_));
+      builder_.Finish(wire::CreateLinkFrame(builder_, wire::LinkBody::DataBatch, batch.Union()));
+      return builder_;
+    }
+    // After Finish and a send (or after the builder served another frame): start afresh.
+    void Reset() {
+      items_.clear();
+      builder_.Clear();
+    }
+
+   private:
+    // Per item: its offset in the items vector, the Data table, its vtable share and
+    // padding; per frame: the LinkFrame and DataBatch tables, vtables and root offset.
+    static constexpr size_t kItemOverhead = 32;
+    static constexpr size_t kFrameOverhead = 64;
+    flatbuffers::FlatBufferBuilder& builder_;
+    size_t limit_;
+    std::vector<flatbuffers::Offset<wire::Data>> items_;
+    uint64_t first_sequence_ = 0;
+  };
 
   void SendHello(Session& session, bool reply, bool force) {
     int64_t now = NowMs();
@@ -606,7 +741,8 @@ class LinkEngine {
       positions.push_back(wire::CreateStreamPosition(builder, builder.CreateString(stream), applied));
     }
     auto hello = wire::CreateHello(builder, kProtocolVersion, reply,
-                                   builder.CreateVector(positions), Backlog(session));
+                                   builder.CreateVector(positions), Backlog(session),
+                                   AnnouncedBatchBytes());
     builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Hello, hello.Union()));
     if (SendFrame(session, builder)) session.last_hello_sent_ms = now;
   }
@@ -827,6 +963,7 @@ class LinkEngine {
 
   std::map<std::string, int64_t> last_error_recorded_ms_;  // link thread only
   std::vector<PendingDelivery> pending_;  // received this turn, not yet submitted (link thread)
+  flatbuffers::FlatBufferBuilder send_builder_{64 << 10};  // Data frames (link thread)
   uint64_t listener_id_ = 0;
   std::mutex completions_mu_;  // guards completions_ and in_flight_
   std::vector<Completion> completions_;

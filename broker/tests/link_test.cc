@@ -114,7 +114,11 @@ std::vector<uint32_t> Range(uint32_t first, uint32_t count) {
 
 // A KMS-like server and a plant-like client with registered keys.
 struct Pair {
-  Pair() : kms(dir.path() / "kms", "kms"), plant(dir.path() / "plant", "plant-a") {
+  explicit Pair(LinkOptions server_options = FastLink(), LinkOptions client_options = FastLink())
+      : kms(dir.path() / "kms", "kms"),
+        plant(dir.path() / "plant", "plant-a"),
+        server_link(server_options),
+        client_link(client_options) {
     server_keys = *CurveKeyPair::Generate();
     plant_keys = *CurveKeyPair::Generate();
     BOOST_REQUIRE(peers.Add(plant_keys.public_key(), "plant-a").ok());
@@ -131,7 +135,7 @@ struct Pair {
                                     {.bind_endpoint = bind_endpoint,
                                      .keys = server_keys,
                                      .peers = &peers,
-                                     .link = FastLink()});
+                                     .link = server_link});
     BOOST_REQUIRE_MESSAGE(server.ok(), server.status().ToString());
     kms.server = std::move(server).value();
     this->endpoint = kms.server->endpoint();
@@ -142,7 +146,7 @@ struct Pair {
                                      .server_key = server_keys.public_key(),
                                      .server_name = "kms",
                                      .keys = plant_keys,
-                                     .link = FastLink()});
+                                     .link = client_link});
     BOOST_REQUIRE_MESSAGE(client.ok(), client.status().ToString());
     plant.client = std::move(client).value();
   }
@@ -150,6 +154,8 @@ struct Pair {
   TestDir dir;
   Node kms;
   Node plant;
+  LinkOptions server_link;
+  LinkOptions client_link;
   PeerRegistry peers;
   CurveKeyPair server_keys;
   CurveKeyPair plant_keys;
@@ -395,6 +401,91 @@ BOOST_AUTO_TEST_CASE(ScheduledContactDrainsBothWaysThenDisconnects) {
   BOOST_TEST(plant.Applied() == Range(100, 35), boost::test_tools::per_element());
   client->reset();
   server->reset();
+}
+
+// A backlog goes out several messages to a frame (DataBatch), in order, each applied once.
+BOOST_AUTO_TEST_CASE(BacklogTravelsInBatchesToAPeerThatAcceptsThem) {
+  Pair pair;
+  pair.plant.Send({"kms", "stock"}, 1, 3000);
+  BOOST_TEST(WaitFor([&] { return pair.kms.Applied().size() == 3000u; }, 20s));
+  BOOST_TEST(pair.kms.Applied() == Range(1, 3000), boost::test_tools::per_element());
+  BOOST_TEST(pair.plant.client->counters().messages_sent == 3000u);
+  // Heartbeats and Hellos aside, a few dozen frames carried the 3000 messages.
+  BOOST_TEST(pair.kms.server->counters().frames_received < 1000u);
+  BOOST_TEST(pair.kms.server->counters().refused_total() == 0u);
+}
+
+// A peer whose Hello announces no batches (max_batch_bytes 0, as from a release before
+// DataBatch) gets one Data frame per message, in both directions.
+BOOST_AUTO_TEST_CASE(PeerThatAnnouncesNoBatchesGetsOneDataFramePerMessage) {
+  LinkOptions old_release = FastLink();
+  old_release.max_batch_bytes = 0;
+  Pair pair(/*server_link=*/old_release, /*client_link=*/FastLink());
+  pair.plant.Send({"kms", "stock"}, 1, 300);
+  pair.kms.Send({"plant-a", "config"}, 1000, 300);
+  BOOST_TEST(WaitFor([&] { return pair.kms.Applied().size() == 300u; }, 20s));
+  BOOST_TEST(WaitFor([&] { return pair.plant.Applied().size() == 300u; }, 20s));
+  BOOST_TEST(pair.kms.Applied() == Range(1, 300), boost::test_tools::per_element());
+  BOOST_TEST(pair.plant.Applied() == Range(1000, 300), boost::test_tools::per_element());
+  BOOST_TEST(pair.kms.server->counters().frames_received >= 300u);
+  BOOST_TEST(pair.plant.client->counters().frames_received >= 300u);
+  BOOST_TEST(pair.kms.server->counters().refused_total() == 0u);
+}
+
+// Each item of a DataBatch is checked on its own: a bad one is refused and counted, the good
+// ones before it are applied, and what follows a refused item is a gap the sender must resend.
+BOOST_AUTO_TEST_CASE(BadItemsInADataBatchAreRefusedOneByOne) {
+  Pair pair;
+  auto rogue_keys = *CurveKeyPair::Generate();
+  BOOST_REQUIRE(pair.peers.Add(rogue_keys.public_key(), "station-x").ok());
+  zmq::context_t context;
+  zmq::socket_t rogue(context, zmq::socket_type::dealer);
+  rogue.set(zmq::sockopt::linger, 0);
+  rogue.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(pair.server_keys.public_key().data(), 32));
+  rogue.set(zmq::sockopt::curve_publickey, zmq::const_buffer(rogue_keys.public_key().data(), 32));
+  rogue.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(rogue_keys.secret_key_for_socket(), 32));
+  rogue.connect(pair.endpoint);
+
+  struct Item {
+    std::string sender;
+    uint64_t sequence;
+    uint32_t count;
+  };
+  auto batch_frame = [&](const std::vector<Item>& items) {
+    flatbuffers::FlatBufferBuilder outer;
+    std::vector<flatbuffers::Offset<wire::Data>> data;
+    for (const Item& item : items) {
+      flatbuffers::FlatBufferBuilder inner;
+      auto payload = StockRequest(item.count);
+      std::array<uint8_t, 16> id{};
+      id[0] = static_cast<uint8_t>(item.sequence);
+      inner.Finish(wire::CreateEnvelope(inner, inner.CreateVector(id.data(), id.size()),
+                                        inner.CreateString("stock"), item.sequence,
+                                        wire::MessageType::StockRequest,
+                                        inner.CreateString(item.sender), 1,
+                                        inner.CreateVector(payload)));
+      data.push_back(wire::CreateData(outer, outer.CreateVector(inner.GetBufferPointer(), inner.GetSize())));
+    }
+    auto batch = wire::CreateDataBatch(outer, outer.CreateVector(data));
+    outer.Finish(wire::CreateLinkFrame(outer, wire::LinkBody::DataBatch, batch.Union()));
+    return std::string(reinterpret_cast<const char*>(outer.GetBufferPointer()), outer.GetSize());
+  };
+  auto send = [&](const std::string& frame) {
+    BOOST_REQUIRE(rogue.send(zmq::buffer(frame), zmq::send_flags::none).has_value());
+  };
+
+  send(batch_frame({}));  // no items at all
+  send(batch_frame({{"station-x", 1, 1}, {"plant-a", 2, 2}, {"station-x", 3, 3}}));
+  send(batch_frame({{"station-x", 2, 20}, {"station-x", 3, 30}}));
+
+  // Applied means durable, and the counters follow once the writes are.
+  BOOST_TEST(WaitFor([&] { return pair.kms.store->AppliedThrough({"station-x", "stock"}) == 3u; }));
+  BOOST_TEST(WaitFor([&] { return pair.kms.server->counters().messages_applied == 3u; }));
+  auto counters = pair.kms.server->counters();
+  BOOST_TEST(counters.refused["malformed"] == 1u);
+  BOOST_TEST(counters.refused["wrong_sender"] == 1u);
+  BOOST_TEST(counters.gaps == 1u);
+  BOOST_TEST(pair.kms.Applied() == (std::vector<uint32_t>{1, 20, 30}), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -33,6 +33,18 @@ std::vector<uint8_t> SampleData() {
   return Finish(builder);
 }
 
+std::vector<uint8_t> SampleDataBatch() {
+  flatbuffers::FlatBufferBuilder builder;
+  std::vector<flatbuffers::Offset<wire::Data>> items;
+  for (uint8_t first : {3, 50, 100}) {
+    std::vector<uint8_t> envelope = Counting(40, first);
+    items.push_back(wire::CreateData(builder, builder.CreateVector(envelope)));
+  }
+  auto batch = wire::CreateDataBatch(builder, builder.CreateVector(items));
+  builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::DataBatch, batch.Union()));
+  return Finish(builder);
+}
+
 const wire::LinkFrame* Decode(const std::vector<uint8_t>& bytes) {
   auto frame = DecodeVerified<wire::LinkFrame>(bytes, "LinkFrame");
   BOOST_REQUIRE_MESSAGE(frame.ok(), frame.status().ToString());
@@ -78,8 +90,36 @@ BOOST_AUTO_TEST_CASE(DataAckAndHeartbeatRoundTrip) {
   BOOST_TEST(decoded_beat->backlog() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(DataBatchRoundTripsItsEnvelopesInOrder) {
+  const std::vector<uint8_t> bytes = SampleDataBatch();
+  const wire::DataBatch* batch = Decode(bytes)->body_as_DataBatch();
+  BOOST_REQUIRE(batch != nullptr);
+  BOOST_REQUIRE(batch->items()->size() == 3u);
+  uint8_t first[] = {3, 50, 100};
+  for (size_t i = 0; i < 3; ++i) {
+    const auto* envelope = batch->items()->Get(static_cast<flatbuffers::uoffset_t>(i))->envelope();
+    BOOST_TEST(std::vector<uint8_t>(envelope->begin(), envelope->end()) == Counting(40, first[i]));
+  }
+}
+
+// A Hello from a release before max_batch_bytes reads as 0 (send no batches); a new Hello
+// carries the limit, and an older reader, which does not know the field, still reads the rest.
+BOOST_AUTO_TEST_CASE(HelloWithoutMaxBatchBytesReadsAsZero) {
+  const std::vector<uint8_t> old_bytes = SampleHello();  // written without the field
+  BOOST_TEST(Decode(old_bytes)->body_as_Hello()->max_batch_bytes() == 0u);
+
+  flatbuffers::FlatBufferBuilder builder;
+  auto hello = wire::CreateHello(builder, 1, false, 0, 5, 64 * 1024);
+  builder.Finish(wire::CreateLinkFrame(builder, wire::LinkBody::Hello, hello.Union()));
+  const std::vector<uint8_t> new_bytes = Finish(builder);
+  const wire::Hello* decoded = Decode(new_bytes)->body_as_Hello();
+  BOOST_TEST(decoded->max_batch_bytes() == 64u * 1024u);
+  BOOST_TEST(decoded->version() == 1);
+  BOOST_TEST(decoded->backlog() == 5u);
+}
+
 BOOST_AUTO_TEST_CASE(TruncatedLinkFramesAreRejected) {
-  for (const auto& bytes : {SampleHello(), SampleData()}) {
+  for (const auto& bytes : {SampleHello(), SampleData(), SampleDataBatch()}) {
     for (size_t cut = 0; cut + kMaxTailPadding < bytes.size(); ++cut) {
       const std::vector<uint8_t> truncated(bytes.begin(), bytes.begin() + cut);
       DecodeError why{};
@@ -94,7 +134,9 @@ BOOST_AUTO_TEST_CASE(GarbageLinkFramesAreRejectedOrReadSafely) {
   std::mt19937 random(kCorruptionSeed);
   BOOST_TEST_MESSAGE("seed " << kCorruptionSeed);
   for (int round = 0; round < 500; ++round) {
-    std::vector<uint8_t> bytes = round % 2 == 0 ? SampleHello() : SampleData();
+    std::vector<uint8_t> bytes = round % 3 == 0   ? SampleHello()
+                                 : round % 3 == 1 ? SampleData()
+                                                  : SampleDataBatch();
     bytes[random() % bytes.size()] ^= static_cast<uint8_t>(1u << (random() % 8));
     auto frame = DecodeVerified<wire::LinkFrame>(bytes, "LinkFrame");
     if (!frame.ok()) continue;
@@ -106,6 +148,13 @@ BOOST_AUTO_TEST_CASE(GarbageLinkFramesAreRejectedOrReadSafely) {
     }
     if (const auto* data = (*frame)->body_as_Data(); data != nullptr && data->envelope()) {
       (void)std::vector<uint8_t>(data->envelope()->begin(), data->envelope()->end());
+    }
+    if (const auto* batch = (*frame)->body_as_DataBatch(); batch != nullptr && batch->items()) {
+      for (const auto* item : *batch->items()) {
+        if (item != nullptr && item->envelope()) {
+          (void)std::vector<uint8_t>(item->envelope()->begin(), item->envelope()->end());
+        }
+      }
     }
   }
   const std::string text = "definitely not a link frame";

@@ -47,6 +47,12 @@ struct LinkOptions {
   size_t window = 4096;
   // Largest frame accepted; bigger ones are refused and counted. Default 1 MiB.
   size_t max_frame_bytes = 1u << 20;
+  // Largest DataBatch frame (several messages in one frame) this side sends or accepts. Each
+  // side announces what it accepts in its Hello and a sender never exceeds the smaller of the
+  // two; a peer that announces nothing (an older release) gets one Data frame per message.
+  // 0: no batches on this link. Capped at max_frame_bytes. Default 64 KiB: big enough that
+  // per-frame costs vanish, small enough to stay below malloc's mmap threshold.
+  size_t max_batch_bytes = 64u << 10;
   // Send a heartbeat after this long without sending. Default 1000 ms.
   int heartbeat_interval_ms = 1000;
   // Declare the peer dead after this long without hearing from it. Default 5000 ms.
