@@ -34,6 +34,9 @@ int64_t NowMicros() {
 // range tombstone is cheaper than thousands of point tombstones.
 constexpr uint64_t kPointDeleteLimit = 256;
 
+// A group write's buffer is reused if the group was at most this big. 8 MiB.
+constexpr size_t kKeptBatchBytes = 8u << 20;
+
 class MessageStoreImpl;
 
 // The overlay of one group: positions changed by items not yet committed, with an undo log
@@ -93,8 +96,26 @@ class GroupWriteContext final : public WriteContext {
   };
   void Set(std::map<QueueId, uint64_t>& map, const QueueId& key, uint64_t value) {
     auto it = map.find(key);
-    undo_.push_back({&map, key, it != map.end(), it != map.end() ? it->second : 0});
-    map[key] = value;
+    if (!RecentlyRecorded(map, key)) {
+      undo_.push_back({&map, key, it != map.end(), it != map.end() ? it->second : 0});
+    }
+    if (it != map.end()) {
+      it->second = value;
+    } else {
+      map.emplace(key, value);
+    }
+  }
+  // Whether `key` of `map` already has an undo entry since the innermost save point (or the
+  // start of the item): that entry already holds the value to go back to, so a stream that
+  // advances message after message inside one item keeps one entry, not one per message.
+  // Looks back only a few entries: enough for the usual pattern, and cheap.
+  bool RecentlyRecorded(const std::map<QueueId, uint64_t>& map, const QueueId& key) const {
+    size_t floor = save_points_.empty() ? 0 : save_points_.back();
+    for (size_t i = undo_.size(), looked = 0; i > floor && looked < 4; --i, ++looked) {
+      const Undo& entry = undo_[i - 1];
+      if (entry.map == &map && entry.key == key) return true;
+    }
+    return false;
   }
 
   MessageStoreImpl& store_;
@@ -318,6 +339,7 @@ class MessageStoreImpl final : public MessageStore {
   std::deque<Item> pending_;
   bool stopping_ = false;
   std::thread thread_;
+  rocksdb::WriteBatch batch_;  // the group being built (commit thread only)
 };
 
 StatusOr<uint64_t> GroupWriteContext::Send(const QueueId& to, wire::MessageType type,
@@ -495,7 +517,12 @@ void MessageStoreImpl::CommitLoop() {
 }
 
 void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
-  rocksdb::WriteBatch batch;
+  // One batch for every group: cleared, its buffer kept, so that a group of thousands of
+  // messages does not allocate (and page in) megabytes afresh each time. After an unusually
+  // big group the buffer is let go rather than kept for good.
+  if (batch_.GetDataSize() > kKeptBatchBytes) batch_ = rocksdb::WriteBatch();
+  rocksdb::WriteBatch& batch = batch_;
+  batch.Clear();
   GroupWriteContext context(*this, batch);
   std::vector<Status> results(group.size());
   bool sync = false;
