@@ -4,8 +4,10 @@
 #include "keyline/broker/database.h"
 #include "keyline/broker/message_store.h"
 #include "keyline/broker/queue_inspector.h"
+#include "keyline/schemas/build.h"
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/kms_pks_generated.h"
+#include "keyline/wire/records_generated.h"
 #include "keyline/testing/temp_dir.h"
 
 namespace keyline::broker {
@@ -70,6 +72,40 @@ BOOST_AUTO_TEST_CASE(ShowsQueuesOfARunningServiceWithoutStoppingIt) {
   BOOST_TEST((*messages)[0].message_id.size() == 32u);
   BOOST_TEST((*messages)[0].payload_json ==
              R"({"request_id": "req-1","product": "ecu-a","count": 2})");
+}
+
+// What keyline-queue peek prints for a record: the signed body decoded, not a hex blob.
+BOOST_AUTO_TEST_CASE(PeekShowsAnInjectionRecordsSignedBodyAsJson) {
+  TestDir dir;
+  auto database = Database::Open({.path = dir.path() / "db"});
+  BOOST_REQUIRE(database.ok());
+  auto store = MessageStore::Open(database->get(), {.self = "plant-a"});
+  BOOST_REQUIRE(store.ok());
+  flatbuffers::FlatBufferBuilder body;
+  const std::vector<uint8_t> uid(15, 0x07);
+  body.Finish(wire::CreateInjectionRecordBodyDirect(body, 17, "plant-a", "line1-eol1", "acme-bcm",
+                                                    "ks-0017", &uid, wire::RecordOutcome::INJECTED));
+  const std::vector<uint8_t> record = schemas::BuildInjectionRecord(
+      {body.GetBufferPointer(), body.GetSize()}, "pks-plant-a", std::vector<uint8_t>(64, 0x5a));
+  const QueueId records{"kms", "records"};
+  BOOST_REQUIRE((*store)->Commit([&](WriteContext& write) -> Status {
+    return write.Send(records, wire::MessageType::InjectionRecord, record).status();
+  }).ok());
+
+  auto inspector = QueueInspector::Open(dir.path());
+  BOOST_REQUIRE_MESSAGE(inspector.ok(), inspector.status().ToString());
+  auto messages = (*inspector)->Peek(records, 10);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 1u);
+  const std::string& json = (*messages)[0].payload_json;
+  std::string uid_hex;
+  for (size_t i = 0; i < uid.size(); ++i) uid_hex += "07";
+  for (const std::string& expected :
+       {std::string(R"("body": {"record_sequence": 17,"plant": "plant-a")"),
+        std::string(R"("key_set_id": "ks-0017")"), R"("ecu_uid": ")" + uid_hex + "\"",
+        std::string(R"("outcome": "INJECTED")"), std::string(R"("signer": "pks-plant-a")")}) {
+    BOOST_TEST(json.find(expected) != std::string::npos, expected << " not in " << json);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(ADirWithoutKeylineDataIsAClearError) {
