@@ -5,6 +5,7 @@
 // exactly once through a real CurveZMQ link on loopback. Figures: end-to-end messages/s and
 // MB/s, enqueue-to-apply latency, duplicates applied (must be 0), and the same run's ceiling:
 // RocksDB synced batch writes on this disk with the batching the sender's store used.
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +59,14 @@ std::vector<uint8_t> Payload(size_t size) {
   return {builder.GetBufferPointer(), builder.GetBufferPointer() + builder.GetSize()};
 }
 
+// CPU time (user + system) this process has used so far, all threads, in seconds.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double Percentile(std::vector<uint32_t>& values, double p) {
   if (values.empty()) return 0;
   size_t index = std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())));
@@ -81,6 +90,9 @@ int RunReceiver(const QueueBenchOptions& options, const std::filesystem::path& d
   uint64_t duplicates = 0;
   uint64_t last_sequence = 0;
   int64_t first_apply_us = 0;
+  std::mutex last_mu;
+  std::condition_variable last_cv;
+  bool last_seen = false;
   auto handler = [&](const broker::Delivery& delivery, broker::WriteContext&) -> Status {
     // Runs on the receiver's commit thread only: no lock needed.
     if (delivery.sequence <= last_sequence) ++duplicates;
@@ -88,6 +100,11 @@ int RunReceiver(const QueueBenchOptions& options, const std::filesystem::path& d
     int64_t now = NowUs();
     if (first_apply_us == 0) first_apply_us = now;
     latencies_us.push_back(static_cast<uint32_t>(std::max<int64_t>(0, now - delivery.created_at_us)));
+    if (delivery.sequence == options.messages) {
+      std::lock_guard lock(last_mu);
+      last_seen = true;
+      last_cv.notify_all();
+    }
     return Status::Ok();
   };
   auto server = broker::LinkServer::Start(store->get(), handler,
@@ -103,10 +120,17 @@ int RunReceiver(const QueueBenchOptions& options, const std::filesystem::path& d
   if (write(out, endpoint.data(), endpoint.size()) < 0) return 1;
 
   const broker::QueueId from{"bench-sender", "bench"};
+  {
+    // Sleep until the last message is being applied (no timer wake-ups competing with the
+    // run for the CPU), then until that write is durable.
+    std::unique_lock lock(last_mu);
+    last_cv.wait(lock, [&] { return last_seen; });
+  }
   while ((*store)->AppliedThrough(from) < options.messages) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   int64_t done_us = NowUs();
+  double cpu_s = CpuSeconds();
   // Let the last acknowledgements reach the sender before the link goes away.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto counters = (*server)->counters();
@@ -119,6 +143,7 @@ int RunReceiver(const QueueBenchOptions& options, const std::filesystem::path& d
       {"p50_ms", Percentile(latencies_us, 0.50)},
       {"p99_ms", Percentile(latencies_us, 0.99)},
       {"receiver_synced_writes", store_counters.synced_writes},
+      {"receiver_cpu_s", cpu_s},
       {"done_us", done_us}};
   std::string line = result.dump() + "\n";
   if (write(out, line.data(), line.size()) < 0) return 1;
@@ -198,31 +223,54 @@ int RunQueueBench(const QueueBenchOptions& options) {
     const broker::QueueId queue{"bench-receiver", "bench"};
 
     // Producer: one work item per message; at most `kOutstanding` waiting to become durable.
+    // A producer that hit the limit sleeps until half of them are durable: woken once per
+    // stretch, not once per message (a wake-up per message costs more than the message).
     constexpr uint64_t kOutstanding = 20000;
-    std::mutex mu;
-    std::condition_variable cv;
-    uint64_t durable = 0;
-    uint64_t failed = 0;
+    constexpr uint64_t kResumeBelow = kOutstanding / 2;
+    struct Progress {
+      std::mutex mu;
+      std::condition_variable cv;
+      uint64_t total = 0;
+      uint64_t durable = 0;
+      uint64_t failed = 0;
+      uint64_t submitted = 0;
+      bool producer_waiting = false;
+    } progress;
+    progress.total = options.messages;
     int64_t start_us = NowUs();
+    double start_cpu_s = CpuSeconds();
     auto start = Clock::now();
     for (uint64_t i = 0; i < options.messages; ++i) {
       {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return i - durable - failed < kOutstanding; });
+        std::unique_lock lock(progress.mu);
+        if (i - progress.durable - progress.failed >= kOutstanding) {
+          progress.producer_waiting = true;
+          progress.cv.wait(lock, [&] { return i - progress.durable - progress.failed < kResumeBelow; });
+          progress.producer_waiting = false;
+        }
+        progress.submitted = i + 1;
       }
+      // Both callables capture one or two pointers: small enough for std::function to hold
+      // without a heap allocation per message.
       (*store)->Submit(
-          [&](broker::WriteContext& write) -> Status {
+          [&queue, &payload](broker::WriteContext& write) -> Status {
             return write.Send(queue, wire::MessageType::StockRequest, payload).status();
           },
-          [&](const Status& status) {
-            std::lock_guard lock(mu);
-            status.ok() ? ++durable : ++failed;
-            cv.notify_all();
+          [p = &progress](const Status& status) {
+            std::lock_guard lock(p->mu);
+            status.ok() ? ++p->durable : ++p->failed;
+            uint64_t finished = p->durable + p->failed;
+            if ((p->producer_waiting && p->submitted - finished < kResumeBelow) ||
+                finished == p->total) {
+              p->cv.notify_all();
+            }
           });
     }
+    uint64_t failed = 0;
     {
-      std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return durable + failed == options.messages; });
+      std::unique_lock lock(progress.mu);
+      progress.cv.wait(lock, [&] { return progress.durable + progress.failed == options.messages; });
+      failed = progress.failed;
     }
     double enqueue_seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
@@ -231,13 +279,18 @@ int RunQueueBench(const QueueBenchOptions& options) {
       std::cerr << "keyline-bench: the receiver process did not report\n";
       return 1;
     }
+    // Both processes' CPU for the run (not the ceiling): on a shared machine this moves less
+    // than the rate does, so it shows whether a change made the work cheaper.
+    double cpu_s = CpuSeconds() - start_cpu_s + result["receiver_cpu_s"].get<double>();
     double seconds = static_cast<double>(result["done_us"].get<int64_t>() - start_us) / 1e6;
     auto counters = (*store)->counters();
     double group = counters.synced_writes == 0
                        ? 1.0
                        : static_cast<double>(counters.items) / static_cast<double>(counters.synced_writes);
+    double ceiling_start_cpu_s = CpuSeconds();
     double ceiling = MeasureCeiling(dir, options.messages, payload.size() + 64,
                                     std::max<uint64_t>(1, static_cast<uint64_t>(group)));
+    double ceiling_cpu_s = CpuSeconds() - ceiling_start_cpu_s;
     double rate = static_cast<double>(options.messages) / seconds;
     result.erase("done_us");
     result["messages"] = options.messages;
@@ -250,6 +303,8 @@ int RunQueueBench(const QueueBenchOptions& options) {
     result["window"] = options.window;
     result["ceiling_per_s"] = ceiling;
     result["ratio_to_ceiling"] = ceiling > 0 ? rate / ceiling : 0;
+    result["cpu_us_per_message"] = cpu_s * 1e6 / static_cast<double>(options.messages);
+    result["ceiling_cpu_us_per_message"] = ceiling_cpu_s * 1e6 / static_cast<double>(options.messages);
     if (result["delivered"] != options.messages || result["duplicates_applied"] != 0 || failed != 0) {
       exit_code = 1;
     }
