@@ -28,5 +28,7 @@ struct CommandContext {
 
 // she_command.cc: `keylinectl she compute|check`.
 void RegisterSheCommands(CLI::App& root, CommandContext& context);
+// admin_commands.cc: oem, product, plant, station, sync-policy, verification, audit, status.
+void RegisterAdminCommands(CLI::App& root, CommandContext& context);
 
 }  // namespace keyline::keylinectl

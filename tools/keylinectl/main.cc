@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   if (!keyline::InitLogging({"keylinectl", "warn", std::nullopt}).ok()) return 1;
   CommandContext context{&std::cout, &std::cerr};
   keyline::keylinectl::RegisterSheCommands(app, context);
+  keyline::keylinectl::RegisterAdminCommands(app, context);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

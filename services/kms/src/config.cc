@@ -1,0 +1,67 @@
+#include "keyline/kms/config.h"
+
+#include <spdlog/spdlog.h>
+
+#include "keyline/common/config.h"
+#include "keyline/hsm/software_custody.h"
+
+namespace keyline::kms {
+namespace {
+
+std::filesystem::path Resolve(const std::filesystem::path& base, const std::string& value) {
+  std::filesystem::path p(value);
+  return p.is_absolute() ? p : base / p;
+}
+
+}  // namespace
+
+StatusOr<KmsConfig> LoadKmsConfig(const std::filesystem::path& path) {
+  ASSIGN_OR_RETURN(ConfigReader reader, ConfigReader::Load(path));
+  const std::filesystem::path base = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  KmsConfig config;
+  ConfigReader kms = reader.Section("kms");
+  std::string data_dir = kms.RequireString("data_dir");
+  if (!data_dir.empty()) config.kms.data_dir = Resolve(base, data_dir);
+  config.kms.link_bind = kms.OptionalString("link_bind", config.kms.link_bind);
+  config.kms.admin_bind = kms.OptionalString("admin_bind", config.kms.admin_bind);
+  std::string curve = kms.OptionalString("curve_key_file", "");
+  if (!curve.empty()) config.kms.curve_key_file = Resolve(base, curve);
+  for (const std::string& text : kms.OptionalStringList("admin_keys")) {
+    auto key = broker::CurvePublicKeyFromZ85(text, "admin key");
+    if (!key.ok()) {
+      kms.Fail("admin_keys", key.status().message());
+      continue;
+    }
+    config.kms.admin_keys.push_back(*key);
+  }
+  config.kms.heartbeat_interval_ms =
+      static_cast<int>(kms.OptionalInt("heartbeat_interval_ms", 1000, 10, 60000));
+  config.kms.heartbeat_timeout_ms =
+      static_cast<int>(kms.OptionalInt("heartbeat_timeout_ms", 5000, 50, 600000));
+  ConfigReader hsm = reader.Section("hsm");
+  config.hsm_backend = hsm.RequireChoice("backend", {"software"});
+  std::string master = hsm.RequireString("master_key_file");
+  if (!master.empty()) config.master_key_file = Resolve(base, master);
+  ConfigReader log = reader.Section("log");
+  config.log_level = log.OptionalString("level", "info");
+  std::string file = log.OptionalString("file", "");
+  if (!file.empty()) config.log_file = Resolve(base, file);
+  RETURN_IF_ERROR(reader.Finish());
+  return config;
+}
+
+StatusOr<std::unique_ptr<hsm::KeyCustody>> OpenKmsCustody(const KmsConfig& config) {
+  if (!std::filesystem::exists(config.master_key_file)) {
+    std::error_code ec;
+    if (config.master_key_file.has_parent_path()) {
+      std::filesystem::create_directories(config.master_key_file.parent_path(), ec);
+    }
+    RETURN_IF_ERROR(hsm::CreateMasterKeyFile(config.master_key_file, {}));
+    spdlog::info("kms: created master key file {}", config.master_key_file.string());
+  }
+  hsm::SoftwareCustodyOptions options;
+  options.master_key_file = config.master_key_file;
+  return hsm::CreateSoftwareCustody(options);
+}
+
+}  // namespace keyline::kms
