@@ -17,4 +17,7 @@ void RegisterSheBench(CLI::App& root, BenchContext& context);
 // queue_bench.cc: `keyline-bench queue`.
 void RegisterQueueBench(CLI::App& root, BenchContext& context);
 
+// provision_bench.cc: `keyline-bench provision`.
+void RegisterProvisionBench(CLI::App& root, BenchContext& context);
+
 }  // namespace keyline::bench

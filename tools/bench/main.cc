@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   keyline::bench::BenchContext context;
   keyline::bench::RegisterSheBench(app, context);
   keyline::bench::RegisterQueueBench(app, context);
+  keyline::bench::RegisterProvisionBench(app, context);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,478 @@
+// keyline-bench provision: how many ECUs a plant's PKS provisions per second.
+//
+// A real PKS (in this process, software HSM, its own RocksDB) holds --stock key sets shipped
+// over a real CurveZMQ link by a stand-in KMS. C simulated injectors, each with its own durable
+// outbox (RocksDB) and CurveZMQ link, provision ECUs one after another: KeyPackageRequest ->
+// KeyPackage, load the three slots into a simulated SHE key store (the ECU's own CMD_LOAD_KEY,
+// hsm::SheKeyStore), InjectionResult -> acknowledged once the PKS has durably recorded
+// INJECTED and queued the signed record for the KMS. Figures per concurrency: ECUs/s and
+// p50/p99/p999 of request->package and result->ack.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <flatbuffers/flatbuffers.h>
+#include <nlohmann/json.hpp>
+
+#include "bench.h"
+#include "keyline/broker/curve_keys.h"
+#include "keyline/broker/database.h"
+#include "keyline/broker/link.h"
+#include "keyline/broker/message_store.h"
+#include "keyline/broker/peer_registry.h"
+#include "keyline/common/hex.h"
+#include "keyline/common/log.h"
+#include "keyline/hsm/she_key_store.h"
+#include "keyline/hsm/software_custody.h"
+#include "keyline/pks/pks_config.h"
+#include "keyline/pks/pks_service.h"
+#include "keyline/schemas/build.h"
+#include "keyline/schemas/decode.h"
+#include "keyline/schemas/fields.h"
+#include "keyline/wire/envelope_generated.h"
+#include "keyline/wire/kms_pks_generated.h"
+#include "keyline/wire/pks_injector_generated.h"
+
+namespace keyline::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr char kPlant[] = "bench-plant";
+constexpr char kProduct[] = "bench-ecu";
+constexpr char kTransportHex[] = "000102030405060708090a0b0c0d0e0f";
+constexpr uint8_t kSlots[3] = {1, 4, 5};  // MASTER_ECU_KEY, KEY_1, KEY_2
+
+struct ProvisionOptions {
+  std::vector<int> concurrency;  // empty: 1, 8, 64
+  uint64_t ecus = 5000;
+  uint64_t stock = 100000;
+  bool json = false;
+};
+
+double Percentile(std::vector<uint32_t> values, double p) {
+  if (values.empty()) return 0;
+  size_t index = std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())));
+  std::nth_element(values.begin(), values.begin() + static_cast<long>(index), values.end());
+  return values[index] / 1000.0;
+}
+
+// One broker endpoint of the bench (the KMS stand-in, or an injector): its own RocksDB and
+// outbox; deliveries go to `on_delivery`.
+struct Endpoint {
+  std::unique_ptr<broker::Database> database;
+  std::unique_ptr<broker::MessageStore> store;
+  static StatusOr<std::unique_ptr<Endpoint>> Open(const std::filesystem::path& dir,
+                                                  const std::string& name) {
+    auto endpoint = std::make_unique<Endpoint>();
+    ASSIGN_OR_RETURN(endpoint->database, broker::Database::Open({.path = dir}));
+    ASSIGN_OR_RETURN(endpoint->store, broker::MessageStore::Open(endpoint->database.get(), {.self = name}));
+    return endpoint;
+  }
+};
+
+// A simulated injector: sends a request, waits for its package, drives the ECU, reports.
+class Injector {
+ public:
+  Injector(std::string station, broker::CurveKeyPair keys) : station_(std::move(station)), keys_(std::move(keys)) {}
+
+  Status Start(const std::filesystem::path& dir, const std::string& pks_endpoint,
+               const broker::CurvePublicKey& pks_key) {
+    ASSIGN_OR_RETURN(endpoint_, Endpoint::Open(dir, station_));
+    broker::LinkOptions link;
+    ASSIGN_OR_RETURN(client_, broker::LinkClient::Start(
+                                  endpoint_->store.get(),
+                                  [this](const broker::Delivery& d, broker::WriteContext&) { return OnPackage(d); },
+                                  {.server_endpoint = pks_endpoint,
+                                   .server_key = pks_key,
+                                   .server_name = kPlant,
+                                   .keys = keys_,
+                                   .link = link}));
+    return Status::Ok();
+  }
+
+  void Stop() {
+    client_.reset();
+    endpoint_.reset();
+  }
+
+  // Provisions ECUs first..first+count-1; records latencies in microseconds.
+  Status Run(uint64_t first, uint64_t count, std::vector<uint32_t>& request_us,
+             std::vector<uint32_t>& result_us) {
+    for (uint64_t n = first; n < first + count; ++n) {
+      hsm::SheUid uid{};
+      uid[0] = 0xBE;
+      for (int i = 0; i < 8; ++i) uid[14 - i] = static_cast<uint8_t>(n >> (8 * i));
+      std::string request_id = station_ + "-" + std::to_string(n);
+
+      auto t0 = Clock::now();
+      flatbuffers::FlatBufferBuilder fbb(256);
+      fbb.Finish(wire::CreateKeyPackageRequest(fbb, fbb.CreateString(request_id),
+                                               fbb.CreateString(station_), fbb.CreateString(kProduct),
+                                               schemas::CreateBytes(fbb, uid)));
+      RETURN_IF_ERROR(Send(wire::MessageType::KeyPackageRequest, schemas::FinishedBytes(fbb)).status());
+      std::vector<uint8_t> package_bytes;
+      {
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, 30s, [&] { return packages_.count(request_id) != 0; })) {
+          return DeadlineExceededError("no KeyPackage for " + request_id + " within 30 s");
+        }
+        package_bytes = std::move(packages_[request_id]);
+        packages_.erase(request_id);
+      }
+      auto t1 = Clock::now();
+      request_us.push_back(static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count()));
+
+      ASSIGN_OR_RETURN(const wire::KeyPackage* package, schemas::DecodeMessage<wire::KeyPackage>(package_bytes));
+      if (package->error()) {
+        return FailedPreconditionError("package refused: " + std::string(schemas::Text(package->error()->message())));
+      }
+      // The ECU: a blank SHE key store holding the transport key as its MASTER_ECU_KEY.
+      hsm::SheKeyStore ecu(uid);
+      RETURN_IF_ERROR(ecu.Provision(hsm::kSheSlotMasterEcuKey, kTransportHex, 0, 0));
+      flatbuffers::FlatBufferBuilder result(512);
+      std::vector<flatbuffers::Offset<wire::ResultSlot>> slots;
+      for (const wire::PackageSlot* slot : *package->slots()) {
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(slot->m1(), 16, "m1"));
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(slot->m2(), 32, "m2"));
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(slot->m3(), 16, "m3"));
+        ASSIGN_OR_RETURN(hsm::SheLoadOutcome outcome,
+                         ecu.LoadKey(std::span<const uint8_t, 16>(slot->m1()->data(), 16),
+                                     std::span<const uint8_t, 32>(slot->m2()->data(), 32),
+                                     std::span<const uint8_t, 16>(slot->m3()->data(), 16)));
+        if (outcome.error != hsm::SheLoadError::kNone) {
+          return InternalError("ECU refused slot " + std::to_string(slot->slot()) + ": " +
+                               std::string(hsm::SheLoadErrorName(outcome.error)));
+        }
+        slots.push_back(wire::CreateResultSlot(result, slot->slot(), schemas::CreateBytes(result, outcome.proof.m4),
+                                               schemas::CreateBytes(result, outcome.proof.m5),
+                                               wire::EcuError::NONE, 1));
+      }
+      result.Finish(wire::CreateInjectionResult(result, result.CreateString(schemas::Text(package->package_id())),
+                                                schemas::CreateBytes(result, uid), result.CreateVector(slots), 1, 0));
+      auto t2 = Clock::now();
+      ASSIGN_OR_RETURN(uint64_t sequence, Send(wire::MessageType::InjectionResult, schemas::FinishedBytes(result)));
+      // Acknowledged = the PKS applied the result durably (INJECTED + record in one write).
+      broker::QueueId queue{kPlant, "requests"};
+      auto deadline = Clock::now() + 30s;
+      while (endpoint_->store->AckedThrough(queue) < sequence) {
+        if (Clock::now() > deadline) return DeadlineExceededError("result not acknowledged within 30 s");
+        std::this_thread::sleep_for(100us);
+      }
+      auto t3 = Clock::now();
+      result_us.push_back(static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(t3 - t2).count()));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  StatusOr<uint64_t> Send(wire::MessageType type, std::span<const uint8_t> payload) {
+    uint64_t sequence = 0;
+    RETURN_IF_ERROR(endpoint_->store->Commit([&](broker::WriteContext& write) -> Status {
+      ASSIGN_OR_RETURN(sequence, write.Send({kPlant, "requests"}, type, payload));
+      return Status::Ok();
+    }));
+    return sequence;
+  }
+
+  Status OnPackage(const broker::Delivery& delivery) {
+    ASSIGN_OR_RETURN(const wire::KeyPackage* package, schemas::DecodeMessage<wire::KeyPackage>(delivery.payload));
+    {
+      std::lock_guard lock(mu_);
+      packages_[std::string(schemas::Text(package->request_id()))] =
+          std::vector<uint8_t>(delivery.payload.begin(), delivery.payload.end());
+    }
+    cv_.notify_all();
+    return Status::Ok();
+  }
+
+  std::string station_;
+  broker::CurveKeyPair keys_;
+  std::unique_ptr<Endpoint> endpoint_;
+  std::unique_ptr<broker::LinkClient> client_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::vector<uint8_t>> packages_;
+};
+
+// The plant: a PKS, a stand-in KMS that configured it and shipped its stock.
+class BenchPlant {
+ public:
+  Status Setup(const std::filesystem::path& dir, const ProvisionOptions& options, int max_stations) {
+    dir_ = dir;
+    RETURN_IF_ERROR(hsm::CreateMasterKeyFile(dir / "pks-hsm.key", {}));
+    ASSIGN_OR_RETURN(pks_curve_, broker::CurveKeyPair::Generate());
+    RETURN_IF_ERROR(pks_curve_.Save(dir / "pks.curve"));
+    ASSIGN_OR_RETURN(kms_curve_, broker::CurveKeyPair::Generate());
+    std::ofstream(dir / "kms.pub") << "public = " << broker::CurvePublicKeyToZ85(kms_curve_.public_key()) << "\n";
+    for (int i = 0; i < max_stations; ++i) {
+      ASSIGN_OR_RETURN(broker::CurveKeyPair keys, broker::CurveKeyPair::Generate());
+      stations_.emplace_back("station-" + std::to_string(i), keys);
+    }
+    // The KMS stand-in.
+    RETURN_IF_ERROR(kms_registry_.Add(pks_curve_.public_key(), kPlant));
+    ASSIGN_OR_RETURN(kms_, Endpoint::Open(dir / "kms", "kms"));
+    ASSIGN_OR_RETURN(kms_server_, broker::LinkServer::Start(
+                                      kms_->store.get(),
+                                      [](const broker::Delivery&, broker::WriteContext&) { return Status::Ok(); },
+                                      {.bind_endpoint = "tcp://127.0.0.1:0",
+                                       .keys = kms_curve_,
+                                       .peers = &kms_registry_}));
+    {
+      std::ofstream config(dir / "pks.toml");
+      config << "data_dir = \"pks-data\"\n[log]\nlevel = \"warn\"\n[plant]\nid = \"" << kPlant
+             << "\"\n[hsm]\nbackend = \"software\"\nmaster_key_file = \"pks-hsm.key\"\n"
+             << "[kms]\nconnect = \"" << kms_server_->endpoint() << "\"\ncurve_public_key_file = \"kms.pub\"\n"
+             << "[link]\nlisten = \"tcp://127.0.0.1:0\"\ncurve_key_file = \"pks.curve\"\n";
+    }
+    ASSIGN_OR_RETURN(config_, pks::LoadPksConfig(dir / "pks.toml"));
+    {
+      std::ofstream(dir / "transport.hex") << kTransportHex << "\n";
+      ::chmod((dir / "transport.hex").c_str(), 0600);
+    }
+    RETURN_IF_ERROR(pks::ImportTransportKey(config_, "bench-transport", dir / "transport.hex"));
+    ASSIGN_OR_RETURN(pks::PlantPublicKeys plant_keys, pks::ShowPlantKeys(config_));
+    ASSIGN_OR_RETURN(std::vector<uint8_t> wrap, ParseHex(plant_keys.wrap_key_hex, "wrap key"));
+    wrap_key_.kind = hsm::KeyKind::kX25519;
+    std::copy(wrap.begin(), wrap.end(), wrap_key_.bytes.begin());
+    ASSIGN_OR_RETURN(pks_, pks::PksService::Start(config_));
+
+    RETURN_IF_ERROR(SendConfig());
+    RETURN_IF_ERROR(ShipStock(options.stock));
+    auto deadline = Clock::now() + 600s;
+    while (pks_->Snapshot().products.empty() || pks_->Snapshot().products[0].in_stock < options.stock) {
+      if (Clock::now() > deadline) return DeadlineExceededError("the PKS did not take its stock in time");
+      std::this_thread::sleep_for(50ms);
+    }
+    return Status::Ok();
+  }
+
+  void Stop() {
+    pks_.reset();
+    kms_server_.reset();
+    kms_.reset();
+  }
+
+  pks::PksService& pks() { return *pks_; }
+  const std::vector<std::pair<std::string, broker::CurveKeyPair>>& stations() const { return stations_; }
+  const broker::CurvePublicKey& pks_key() const { return pks_curve_.public_key(); }
+
+ private:
+  Status SendConfig() {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<flatbuffers::Offset<wire::SlotLayout>> slots;
+    for (uint8_t slot : kSlots) slots.push_back(wire::CreateSlotLayout(fbb, slot, 1, 1, 0));
+    auto product = wire::CreateProduct(fbb, fbb.CreateString(kProduct), fbb.CreateString("bench-oem"),
+                                       fbb.CreateVector(slots), wire::SheFlagLayout::SHE_CLASSIC,
+                                       fbb.CreateString("bench-transport"), 0, 0, 600);
+    std::vector<flatbuffers::Offset<wire::Station>> stations;
+    for (const auto& [id, keys] : stations_) {
+      stations.push_back(wire::CreateStation(fbb, fbb.CreateString(id), schemas::CreateBytes(fbb, keys.public_key())));
+    }
+    std::vector<flatbuffers::Offset<wire::Product>> products{product};
+    fbb.Finish(wire::CreateConfigUpdate(fbb, 1, fbb.CreateString(kPlant), fbb.CreateVector(products),
+                                        fbb.CreateVector(stations),
+                                        wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0)));
+    return kms_->store->Commit([&](broker::WriteContext& write) {
+      return write.Send({kPlant, "control"}, wire::MessageType::ConfigUpdate, schemas::FinishedBytes(fbb)).status();
+    });
+  }
+
+  // Key sets generated by a software custody standing in for the OEM and the KMS, each sealed
+  // for the plant as docs/key-flow.md says, shipped in batches under the 1 MiB frame limit.
+  Status ShipStock(uint64_t count) {
+    ASSIGN_OR_RETURN(std::unique_ptr<hsm::KeyCustody> oem, hsm::CreateSoftwareCustody({}));
+    constexpr uint64_t kPerBatch = 3000;
+    for (uint64_t first = 0, batch = 0; first < count; first += kPerBatch, ++batch) {
+      flatbuffers::FlatBufferBuilder fbb(1 << 20);
+      std::vector<flatbuffers::Offset<wire::WrappedKeySet>> sets;
+      for (uint64_t i = first; i < std::min(count, first + kPerBatch); ++i) {
+        std::string id = "bench-ks-" + std::to_string(i);
+        std::vector<hsm::KeyHandle> keys;
+        for (size_t s = 0; s < std::size(kSlots); ++s) {
+          ASSIGN_OR_RETURN(hsm::KeyHandle key, oem->GenerateKey(hsm::KeyKind::kAes128));
+          keys.push_back(key);
+        }
+        ASSIGN_OR_RETURN(hsm::WrappedKeySet wrapped,
+                         oem->WrapForPeer(keys, wrap_key_, "keyset/" + id + "/plant/" + kPlant));
+        for (hsm::KeyHandle key : keys) RETURN_IF_ERROR(oem->DestroyKey(key));
+        sets.push_back(wire::CreateWrappedKeySet(fbb, fbb.CreateString(id), schemas::CreateBytes(fbb, wrapped.bytes),
+                                                 schemas::CreateBytes(fbb, std::span<const uint8_t>(kSlots, 3))));
+      }
+      fbb.Finish(wire::CreateStockBatch(fbb, fbb.CreateString(""), fbb.CreateString("bench-batch-" + std::to_string(batch)),
+                                        fbb.CreateString(kPlant), fbb.CreateString(kProduct), fbb.CreateVector(sets)));
+      RETURN_IF_ERROR(kms_->store->Commit([&](broker::WriteContext& write) {
+        return write.Send({kPlant, "control"}, wire::MessageType::StockBatch, schemas::FinishedBytes(fbb)).status();
+      }));
+    }
+    return Status::Ok();
+  }
+
+  std::filesystem::path dir_;
+  pks::PksConfig config_;
+  broker::CurveKeyPair pks_curve_;
+  broker::CurveKeyPair kms_curve_;
+  hsm::PublicKey wrap_key_;
+  std::vector<std::pair<std::string, broker::CurveKeyPair>> stations_;
+  broker::PeerRegistry kms_registry_;
+  std::unique_ptr<Endpoint> kms_;
+  std::unique_ptr<broker::LinkServer> kms_server_;
+  std::unique_ptr<pks::PksService> pks_;
+};
+
+struct RunFigures {
+  int concurrency = 0;
+  uint64_t ecus = 0;
+  double seconds = 0;
+  std::vector<uint32_t> request_us;
+  std::vector<uint32_t> result_us;
+};
+
+StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& dir, int concurrency,
+                           uint64_t ecus, uint64_t& next_ecu) {
+  std::vector<std::unique_ptr<Injector>> injectors;
+  for (int i = 0; i < concurrency; ++i) {
+    const auto& [id, keys] = plant.stations().at(static_cast<size_t>(i));
+    auto injector = std::make_unique<Injector>(id, keys);
+    RETURN_IF_ERROR(injector->Start(dir / id,  // an injector keeps its data dir across runs
+                                    plant.pks().station_endpoint(), plant.pks_key()));
+    injectors.push_back(std::move(injector));
+  }
+  // Connect everyone first: the handshake is not part of provisioning an ECU.
+  auto deadline = Clock::now() + 30s;
+  while (plant.pks().Snapshot().stations_connected.size() < static_cast<size_t>(concurrency)) {
+    if (Clock::now() > deadline) return DeadlineExceededError("injectors did not connect");
+    std::this_thread::sleep_for(20ms);
+  }
+  RunFigures figures;
+  figures.concurrency = concurrency;
+  std::vector<std::vector<uint32_t>> request_us(injectors.size());
+  std::vector<std::vector<uint32_t>> result_us(injectors.size());
+  std::vector<Status> results(injectors.size());
+  uint64_t per = ecus / static_cast<uint64_t>(concurrency);
+  auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < injectors.size(); ++i) {
+    uint64_t first = next_ecu + i * per;
+    threads.emplace_back([&, i, first] { results[i] = injectors[i]->Run(first, per, request_us[i], result_us[i]); });
+  }
+  for (auto& t : threads) t.join();
+  figures.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  next_ecu += per * injectors.size();
+  for (auto& injector : injectors) injector->Stop();
+  for (const Status& s : results) RETURN_IF_ERROR(s);
+  for (size_t i = 0; i < injectors.size(); ++i) {
+    figures.request_us.insert(figures.request_us.end(), request_us[i].begin(), request_us[i].end());
+    figures.result_us.insert(figures.result_us.end(), result_us[i].begin(), result_us[i].end());
+  }
+  figures.ecus = figures.result_us.size();
+  return figures;
+}
+
+int RunProvisionBench(const ProvisionOptions& options) {
+  std::vector<int> levels = options.concurrency.empty() ? std::vector<int>{1, 8, 64} : options.concurrency;
+  int max_level = *std::max_element(levels.begin(), levels.end());
+  uint64_t needed = options.ecus * levels.size();
+  if (needed > options.stock) {
+    std::cerr << "keyline-bench provision: --stock " << options.stock << " is less than the "
+              << needed << " ECUs the runs need\n";
+    return 2;
+  }
+  std::string pattern = (std::filesystem::temp_directory_path() / "keyline-bench-provision-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) return 1;
+  std::filesystem::path dir(pattern);
+  if (!InitLogging({"bench", "error", std::nullopt}).ok()) return 1;
+
+  std::fprintf(stderr, "setting up a PKS with %llu key sets in stock ...\n",
+               static_cast<unsigned long long>(options.stock));
+  auto setup_start = Clock::now();
+  BenchPlant plant;
+  Status set_up = plant.Setup(dir, options, max_level);
+  if (!set_up.ok()) {
+    std::cerr << "keyline-bench provision: " << set_up.ToString() << '\n';
+    plant.Stop();
+    std::filesystem::remove_all(dir);
+    return 1;
+  }
+  std::fprintf(stderr, "stock in place after %.1f s\n",
+               std::chrono::duration<double>(Clock::now() - setup_start).count());
+
+  nlohmann::json runs = nlohmann::json::array();
+  uint64_t next_ecu = 1;
+  int exit_code = 0;
+  for (int level : levels) {
+    auto figures = RunAt(plant, dir, level, options.ecus, next_ecu);
+    if (!figures.ok()) {
+      std::cerr << "keyline-bench provision: C=" << level << ": " << figures.status().ToString() << '\n';
+      exit_code = 1;
+      break;
+    }
+    double per_s = static_cast<double>(figures->ecus) / figures->seconds;
+    nlohmann::json run = {{"concurrency", level},
+                          {"ecus", figures->ecus},
+                          {"ecus_per_s", per_s},
+                          {"p50_ms_request", Percentile(figures->request_us, 0.50)},
+                          {"p99_ms_request", Percentile(figures->request_us, 0.99)},
+                          {"p999_ms_request", Percentile(figures->request_us, 0.999)},
+                          {"p50_ms_result", Percentile(figures->result_us, 0.50)},
+                          {"p99_ms_result", Percentile(figures->result_us, 0.99)},
+                          {"p999_ms_result", Percentile(figures->result_us, 0.999)}};
+    runs.push_back(run);
+    if (!options.json) {
+      std::printf("C=%-3d %7llu ECUs  %8.0f ECUs/s   request->package p50 %6.2f p99 %6.2f p999 %6.2f ms"
+                  "   result->ack p50 %6.2f p99 %6.2f p999 %6.2f ms\n",
+                  level, static_cast<unsigned long long>(figures->ecus), per_s,
+                  run["p50_ms_request"].get<double>(), run["p99_ms_request"].get<double>(),
+                  run["p999_ms_request"].get<double>(), run["p50_ms_result"].get<double>(),
+                  run["p99_ms_result"].get<double>(), run["p999_ms_result"].get<double>());
+      std::fflush(stdout);
+    }
+  }
+  auto snapshot = plant.pks().Snapshot();
+  plant.Stop();
+  std::filesystem::remove_all(dir);
+  if (exit_code == 0 && !snapshot.products.empty()) {
+    const auto& p = snapshot.products[0];
+    if (!options.json) {
+      std::printf("PKS after the runs: %llu injected, %llu burned, %llu reserved, %llu records written\n",
+                  static_cast<unsigned long long>(p.injected), static_cast<unsigned long long>(p.burned),
+                  static_cast<unsigned long long>(p.reserved),
+                  static_cast<unsigned long long>(snapshot.records_written));
+    }
+    if (p.burned != 0 || p.injected != next_ecu - 1) exit_code = 1;  // every ECU must be INJECTED
+  }
+  if (options.json) {
+    nlohmann::json out = runs.size() == 1 ? runs[0] : nlohmann::json{{"runs", runs}};
+    if (runs.size() > 1) out.update(runs.back());
+    std::cout << out.dump() << '\n';
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+void RegisterProvisionBench(CLI::App& root, BenchContext& context) {
+  auto options = std::make_shared<ProvisionOptions>();
+  CLI::App* command = root.add_subcommand(
+      "provision", "ECUs/s of a PKS serving C simulated injectors (request + result, durable records)");
+  command->add_option("--concurrency", options->concurrency, "injectors at once (repeatable; default 1, 8 and 64)")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--ecus", options->ecus, "ECUs per concurrency level (default 5000)")->check(CLI::Range(1, 10000000));
+  command->add_option("--stock", options->stock, "key sets in the PKS's stock (default 100000)")->check(CLI::Range(1, 10000000));
+  command->add_flag("--json", options->json, "print one JSON object as the last line");
+  command->callback([options, &context] { context.exit_code = RunProvisionBench(*options); });
+}
+
+}  // namespace keyline::bench
