@@ -7,6 +7,11 @@
 // hsm::SheKeyStore), InjectionResult -> acknowledged once the PKS has durably recorded
 // INJECTED and queued the signed record for the KMS. Figures per concurrency: ECUs/s and
 // p50/p99/p999 of request->package and result->ack.
+//
+// The injectors' own stores live in --injector-dir (default /dev/shm): on a line every
+// injector is a separate machine with its own disk, and C injectors fsyncing on this one disk
+// would measure the disk's queue, not the PKS. The PKS's own writes are synced on the real
+// disk (the temp directory), as in production.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -59,6 +64,7 @@ struct ProvisionOptions {
   std::vector<int> concurrency;  // empty: 1, 8, 64
   uint64_t ecus = 5000;
   uint64_t stock = 100000;
+  std::string injector_dir = "/dev/shm";
   bool json = false;
 };
 
@@ -340,13 +346,13 @@ struct RunFigures {
   std::vector<uint32_t> result_us;
 };
 
-StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& dir, int concurrency,
+StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& injector_dir, int concurrency,
                            uint64_t ecus, uint64_t& next_ecu) {
   std::vector<std::unique_ptr<Injector>> injectors;
   for (int i = 0; i < concurrency; ++i) {
     const auto& [id, keys] = plant.stations().at(static_cast<size_t>(i));
     auto injector = std::make_unique<Injector>(id, keys);
-    RETURN_IF_ERROR(injector->Start(dir / id,  // an injector keeps its data dir across runs
+    RETURN_IF_ERROR(injector->Start(injector_dir / id,  // an injector keeps its data dir across runs
                                     plant.pks().station_endpoint(), plant.pks_key()));
     injectors.push_back(std::move(injector));
   }
@@ -395,8 +401,15 @@ int RunProvisionBench(const ProvisionOptions& options) {
   std::filesystem::path dir(pattern);
   if (!InitLogging({"bench", "error", std::nullopt}).ok()) return 1;
 
-  std::fprintf(stderr, "setting up a PKS with %llu key sets in stock ...\n",
-               static_cast<unsigned long long>(options.stock));
+  std::string injector_pattern = (std::filesystem::path(options.injector_dir) / "keyline-bench-injectors-XXXXXX").string();
+  if (mkdtemp(injector_pattern.data()) == nullptr) {
+    std::cerr << "keyline-bench provision: cannot create a directory in " << options.injector_dir << '\n';
+    std::filesystem::remove_all(dir);
+    return 1;
+  }
+  std::filesystem::path injector_dir(injector_pattern);
+  std::fprintf(stderr, "setting up a PKS with %llu key sets in stock (PKS data in %s, injectors' in %s) ...\n",
+               static_cast<unsigned long long>(options.stock), dir.c_str(), injector_dir.c_str());
   auto setup_start = Clock::now();
   BenchPlant plant;
   Status set_up = plant.Setup(dir, options, max_level);
@@ -413,7 +426,7 @@ int RunProvisionBench(const ProvisionOptions& options) {
   uint64_t next_ecu = 1;
   int exit_code = 0;
   for (int level : levels) {
-    auto figures = RunAt(plant, dir, level, options.ecus, next_ecu);
+    auto figures = RunAt(plant, injector_dir, level, options.ecus, next_ecu);
     if (!figures.ok()) {
       std::cerr << "keyline-bench provision: C=" << level << ": " << figures.status().ToString() << '\n';
       exit_code = 1;
@@ -443,6 +456,7 @@ int RunProvisionBench(const ProvisionOptions& options) {
   auto snapshot = plant.pks().Snapshot();
   plant.Stop();
   std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(injector_dir);
   if (exit_code == 0 && !snapshot.products.empty()) {
     const auto& p = snapshot.products[0];
     if (!options.json) {
@@ -471,6 +485,8 @@ void RegisterProvisionBench(CLI::App& root, BenchContext& context) {
       ->check(CLI::Range(1, 256));
   command->add_option("--ecus", options->ecus, "ECUs per concurrency level (default 5000)")->check(CLI::Range(1, 10000000));
   command->add_option("--stock", options->stock, "key sets in the PKS's stock (default 100000)")->check(CLI::Range(1, 10000000));
+  command->add_option("--injector-dir", options->injector_dir,
+                      "where the simulated injectors keep their stores (default /dev/shm)");
   command->add_flag("--json", options->json, "print one JSON object as the last line");
   command->callback([options, &context] { context.exit_code = RunProvisionBench(*options); });
 }
