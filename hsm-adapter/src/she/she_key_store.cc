@@ -6,6 +6,7 @@
 
 #include "keyline/common/hex.h"
 #include "she/she_codec.h"
+#include "she/she_secrets.h"
 #include "secret_bytes.h"
 #include "software/openssl_aes.h"
 
@@ -89,6 +90,65 @@ Status SheKeyStore::Provision(uint8_t slot, std::string_view hex, uint32_t count
   s.counter = counter;
   s.flags = flags;
   return Status::Ok();
+}
+
+Status SheKeyStore::ProvisionKey(uint8_t slot, const SheTransportKey& key, uint32_t counter,
+                                 uint8_t flags) {
+  if (slot > kSheMaxSlot) return InvalidArgumentError("slot " + std::to_string(slot) + " is not a SHE slot");
+  if (counter > kSheMaxCounter) return InvalidArgumentError("counter exceeds 28 bits");
+  if (flags > kSheMaxFlags) return InvalidArgumentError("flags exceed 5 bits");
+  if (!key.secret_ || key.secret_->key.size() != 16) return InvalidArgumentError("the key is not loaded");
+  auto& s = state_->slots[slot];
+  s.key = SecretBytes::CopyOf(key.secret_->key.span());
+  s.counter = counter;
+  s.flags = flags;
+  return Status::Ok();
+}
+
+namespace {
+constexpr size_t kImageSlotBytes = 1 + 4 + 1 + 16;
+constexpr size_t kImageBytes = 15 + 16 * kImageSlotBytes;
+}  // namespace
+
+SecretBytes SheKeyStore::ExportImage() const {
+  SecretBytes image(kImageBytes);
+  uint8_t* out = image.data();
+  std::copy(state_->uid.begin(), state_->uid.end(), out);
+  out += 15;
+  for (const auto& slot : state_->slots) {
+    out[0] = slot.key.empty() ? 0 : 1;
+    out[1] = static_cast<uint8_t>(slot.counter >> 24);
+    out[2] = static_cast<uint8_t>(slot.counter >> 16);
+    out[3] = static_cast<uint8_t>(slot.counter >> 8);
+    out[4] = static_cast<uint8_t>(slot.counter);
+    out[5] = slot.flags;
+    if (!slot.key.empty()) std::memcpy(out + 6, slot.key.data(), 16);
+    out += kImageSlotBytes;
+  }
+  return image;
+}
+
+StatusOr<SheKeyStore> SheKeyStore::ImportImage(std::span<const uint8_t> image) {
+  if (image.size() != kImageBytes) {
+    return DataLossError("a SHE key store image is " + std::to_string(kImageBytes) +
+                         " bytes, got " + std::to_string(image.size()));
+  }
+  SheUid uid{};
+  std::copy_n(image.begin(), 15, uid.begin());
+  SheKeyStore store(uid);
+  const uint8_t* in = image.data() + 15;
+  for (auto& slot : store.state_->slots) {
+    uint32_t counter = (uint32_t{in[1]} << 24) | (uint32_t{in[2]} << 16) |
+                       (uint32_t{in[3]} << 8) | uint32_t{in[4]};
+    if (in[0] > 1 || counter > kSheMaxCounter || in[5] > kSheMaxFlags) {
+      return DataLossError("a SHE key store image holds an impossible slot");
+    }
+    slot.counter = counter;
+    slot.flags = in[5];
+    if (in[0] == 1) slot.key = SecretBytes::CopyOf(std::span<const uint8_t>(in + 6, 16));
+    in += kImageSlotBytes;
+  }
+  return store;
 }
 
 SheSlotInfo SheKeyStore::Slot(uint8_t slot) const {

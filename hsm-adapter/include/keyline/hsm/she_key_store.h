@@ -20,6 +20,11 @@
 
 namespace keyline::hsm {
 
+namespace internal {
+class SecretBytes;
+}  // namespace internal
+class SheTransportKey;  // she_store_seal.h
+
 // The SHE error codes a load can end with (ERC_* in the SHE specification).
 enum class SheLoadError : uint8_t {
   kNone = 0,
@@ -65,9 +70,20 @@ class SheKeyStore {
                                                  std::span<const uint8_t, 32> m2,
                                                  std::span<const uint8_t, 16> m3);
 
+  // Provision from a key file loaded into guarded memory (she_store_seal.h): the key bytes
+  // never pass through the caller.
+  [[nodiscard]] Status ProvisionKey(uint8_t slot, const SheTransportKey& key, uint32_t counter,
+                                    uint8_t flags);
+
   SheSlotInfo Slot(uint8_t slot) const;
 
  private:
+  friend class SheStoreSealer;
+  // The whole store as a plain image in guarded memory, for sealing only:
+  //   uid (15) | 16 x (loaded 1 | counter 4, big-endian | flags 1 | key 16, zero when empty)
+  internal::SecretBytes ExportImage() const;
+  static StatusOr<SheKeyStore> ImportImage(std::span<const uint8_t> image);
+
   struct State;
   std::unique_ptr<State> state_;
 };
