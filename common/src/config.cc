@@ -195,6 +195,27 @@ int64_t ConfigReader::OptionalInt(std::string_view key, int64_t fallback, int64_
   return RequireInt(key, min, max);
 }
 
+double ConfigReader::OptionalDouble(std::string_view key, double fallback, double min,
+                                    double max) const {
+  const auto* node = static_cast<const toml::node*>(Lookup(key));
+  if (node == nullptr) return fallback;
+  double value = 0;
+  if (node->is_floating_point()) {
+    value = node->as_floating_point()->get();
+  } else if (node->is_integer()) {
+    value = static_cast<double>(node->as_integer()->get());
+  } else {
+    Fail(key, std::string("must be a number, not ") + TypeName(*node));
+    return fallback;
+  }
+  if (!(value >= min && value <= max)) {
+    Fail(key, "= " + std::to_string(value) + " is out of range " + std::to_string(min) + ".." +
+                  std::to_string(max));
+    return fallback;
+  }
+  return value;
+}
+
 bool ConfigReader::OptionalBool(std::string_view key, bool fallback) const {
   const auto* node = static_cast<const toml::node*>(Lookup(key));
   if (node == nullptr) return fallback;

@@ -40,6 +40,8 @@ class ConfigReader {
   std::string OptionalString(std::string_view key, std::string fallback) const;
   int64_t RequireInt(std::string_view key, int64_t min, int64_t max) const;
   int64_t OptionalInt(std::string_view key, int64_t fallback, int64_t min, int64_t max) const;
+  // A TOML float or integer within min..max.
+  double OptionalDouble(std::string_view key, double fallback, double min, double max) const;
   bool OptionalBool(std::string_view key, bool fallback) const;
   std::vector<std::string> OptionalStringList(std::string_view key) const;
   // A string that must be one of `choices` ("continuous" | "interval").
