@@ -1,0 +1,372 @@
+#include "keyline/ecu_sim/ecu_simulator.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "keyline/common/hex.h"
+#include "keyline/hsm/she_key_store.h"
+#include "keyline/hsm/she_store_seal.h"
+#include "keyline/schemas/decode.h"
+#include "keyline/schemas/fields.h"
+#include "keyline/wire/ecu_link_generated.h"
+
+namespace keyline::ecu_sim {
+namespace {
+
+// state file = magic | record*        record = length (4, big-endian) | sealed store
+constexpr char kStateMagic[8] = {'K', 'L', 'E', 'C', 'U', 'S', '0', '1'};
+
+std::string Errno() { return std::strerror(errno); }
+
+struct Replay {
+  std::map<EcuUid, hsm::SheKeyStore> stores;
+  size_t records = 0;
+  bool torn_tail = false;
+};
+
+StatusOr<Replay> ReplayState(const std::filesystem::path& path, const hsm::SheStoreSealer& sealer) {
+  Replay replay;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return replay;  // absent: no ECU yet
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.empty()) return replay;
+  if (bytes.size() < sizeof(kStateMagic) ||
+      std::memcmp(bytes.data(), kStateMagic, sizeof(kStateMagic)) != 0) {
+    return DataLossError(path.string() + ": not an ECU simulator state file (bad header)");
+  }
+  size_t pos = sizeof(kStateMagic);
+  const size_t sealed_size = hsm::SheStoreSealer::SealedSize();
+  while (pos < bytes.size()) {
+    if (bytes.size() - pos < 4 + sealed_size) {
+      replay.torn_tail = true;  // an append cut short by a crash: never answered, so drop it
+      break;
+    }
+    uint32_t length = (uint32_t{bytes[pos]} << 24) | (uint32_t{bytes[pos + 1]} << 16) |
+                      (uint32_t{bytes[pos + 2]} << 8) | uint32_t{bytes[pos + 3]};
+    if (length != sealed_size) {
+      return DataLossError(path.string() + ": record " + std::to_string(replay.records + 1) +
+                           " at offset " + std::to_string(pos) + " has length " +
+                           std::to_string(length) + ", expected " + std::to_string(sealed_size));
+    }
+    auto store = sealer.Open(std::span<const uint8_t>(bytes.data() + pos + 4, sealed_size));
+    if (!store.ok()) {
+      return DataLossError(path.string() + ": record " + std::to_string(replay.records + 1) +
+                           " at offset " + std::to_string(pos) + ": " + store.status().message());
+    }
+    EcuUid uid = store->uid();
+    replay.stores.insert_or_assign(uid, std::move(store).value());
+    ++replay.records;
+    pos += 4 + sealed_size;
+  }
+  return replay;
+}
+
+std::vector<uint8_t> Record(const std::vector<uint8_t>& sealed) {
+  std::vector<uint8_t> out(4 + sealed.size());
+  uint32_t n = static_cast<uint32_t>(sealed.size());
+  out[0] = static_cast<uint8_t>(n >> 24);
+  out[1] = static_cast<uint8_t>(n >> 16);
+  out[2] = static_cast<uint8_t>(n >> 8);
+  out[3] = static_cast<uint8_t>(n);
+  std::copy(sealed.begin(), sealed.end(), out.begin() + 4);
+  return out;
+}
+
+Status WriteAll(int fd, std::span<const uint8_t> bytes, const std::filesystem::path& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return InternalError(path.string() + ": write failed: " + Errno());
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+EcuRow RowOf(const hsm::SheKeyStore& store) {
+  EcuRow row;
+  row.uid = store.uid();
+  for (uint8_t slot = 0; slot <= hsm::kSheMaxSlot; ++slot) {
+    hsm::SheSlotInfo info = store.Slot(slot);
+    row.slots.push_back({slot, info.loaded, info.counter, info.flags});
+  }
+  return row;
+}
+
+wire::EcuStatus WireStatus(hsm::SheLoadError error) {
+  switch (error) {
+    case hsm::SheLoadError::kNone: return wire::EcuStatus::OK;
+    case hsm::SheLoadError::kKeyUpdateError: return wire::EcuStatus::KEY_UPDATE_ERROR;
+    case hsm::SheLoadError::kWriteProtected: return wire::EcuStatus::WRITE_PROTECTED;
+    case hsm::SheLoadError::kCounterNotLarger: return wire::EcuStatus::COUNTER_NOT_LARGER;
+    case hsm::SheLoadError::kKeyEmpty: return wire::EcuStatus::KEY_EMPTY;
+    case hsm::SheLoadError::kKeyInvalid: return wire::EcuStatus::KEY_INVALID;
+  }
+  return wire::EcuStatus::GENERAL_ERROR;
+}
+
+enum class Fault { kNone, kRefuse, kWrongProof, kTimeout, kPowerLoss };
+
+}  // namespace
+
+Status ValidateFaults(const EcuFaults& f) {
+  for (double p : {f.refuse, f.wrong_proof, f.timeout, f.power_loss}) {
+    if (!(p >= 0 && p <= 1)) return InvalidArgumentError("a fault probability must be within 0..1");
+  }
+  if (f.refuse + f.wrong_proof + f.timeout + f.power_loss > 1.0 + 1e-9) {
+    return InvalidArgumentError("the fault probabilities add up to more than 1");
+  }
+  return Status::Ok();
+}
+
+std::string UidHex(const EcuUid& uid) { return ToHex(uid); }
+
+struct EcuSimulator::Impl {
+  EcuSimulatorOptions options;
+  hsm::SheStoreSealer sealer;
+  hsm::SheTransportKey transport_key;
+  mutable std::mutex mutex;
+  std::map<EcuUid, hsm::SheKeyStore> stores;
+  int fd = -1;
+  std::mt19937_64 rng;
+  EcuSimCounters counters;
+
+  Impl(EcuSimulatorOptions o, hsm::SheStoreSealer s, hsm::SheTransportKey t)
+      : options(std::move(o)), sealer(std::move(s)), transport_key(std::move(t)), rng(options.seed) {}
+  ~Impl() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  // Rewrites the state file with one record per ECU: temp + fsync + rename + fsync(dir).
+  Status Compact() {
+    std::filesystem::path tmp = options.state_file;
+    tmp += ".tmp";
+    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) return InternalError(tmp.string() + ": cannot create: " + Errno());
+    std::vector<uint8_t> bytes(kStateMagic, kStateMagic + sizeof(kStateMagic));
+    for (const auto& [uid, store] : stores) {
+      ASSIGN_OR_RETURN(std::vector<uint8_t> sealed, sealer.Seal(store));
+      auto record = Record(sealed);
+      bytes.insert(bytes.end(), record.begin(), record.end());
+    }
+    Status written = WriteAll(out, bytes, tmp);
+    if (written.ok() && ::fsync(out) != 0) written = InternalError(tmp.string() + ": fsync: " + Errno());
+    ::close(out);
+    RETURN_IF_ERROR(written);
+    if (::rename(tmp.c_str(), options.state_file.c_str()) != 0) {
+      return InternalError(options.state_file.string() + ": rename failed: " + Errno());
+    }
+    std::filesystem::path dir = options.state_file.parent_path();
+    if (dir.empty()) dir = ".";
+    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
+    fd = ::open(options.state_file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) return InternalError(options.state_file.string() + ": cannot open: " + Errno());
+    return Status::Ok();
+  }
+
+  // Durable when it returns OK: the answer may then go out.
+  Status Persist(const hsm::SheKeyStore& store) {
+    ASSIGN_OR_RETURN(std::vector<uint8_t> sealed, sealer.Seal(store));
+    auto record = Record(sealed);
+    RETURN_IF_ERROR(WriteAll(fd, record, options.state_file));
+    if (::fdatasync(fd) != 0) return InternalError(options.state_file.string() + ": fdatasync: " + Errno());
+    return Status::Ok();
+  }
+
+  StatusOr<hsm::SheKeyStore*> Ecu(const EcuUid& uid) {
+    auto it = stores.find(uid);
+    if (it != stores.end()) return &it->second;
+    hsm::SheKeyStore store(uid);
+    RETURN_IF_ERROR(store.ProvisionKey(hsm::kSheSlotMasterEcuKey, transport_key, 0, 0));
+    spdlog::info("ecu {}: first contact, factory state", UidHex(uid));
+    return &stores.emplace(uid, std::move(store)).first->second;
+  }
+
+  Fault Draw() {
+    const EcuFaults& f = options.faults;
+    if (f.refuse + f.wrong_proof + f.timeout + f.power_loss <= 0) return Fault::kNone;
+    double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    if ((u -= f.refuse) < 0) return Fault::kRefuse;
+    if ((u -= f.wrong_proof) < 0) return Fault::kWrongProof;
+    if ((u -= f.timeout) < 0) return Fault::kTimeout;
+    if ((u -= f.power_loss) < 0) return Fault::kPowerLoss;
+    return Fault::kNone;
+  }
+};
+
+EcuSimulator::EcuSimulator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EcuSimulator::~EcuSimulator() = default;
+
+StatusOr<std::unique_ptr<EcuSimulator>> EcuSimulator::Open(const EcuSimulatorOptions& options) {
+  if (options.state_file.empty()) return InvalidArgumentError("the state file is not set");
+  RETURN_IF_ERROR(ValidateFaults(options.faults));
+  ASSIGN_OR_RETURN(hsm::SheStoreSealer sealer, hsm::SheStoreSealer::LoadKeyFile(options.state_key_file));
+  ASSIGN_OR_RETURN(hsm::SheTransportKey transport,
+                   hsm::SheTransportKey::LoadFile(options.transport_key_file));
+  ASSIGN_OR_RETURN(Replay replay, ReplayState(options.state_file, sealer));
+  if (replay.torn_tail) {
+    spdlog::warn("{}: dropped a torn last record (the simulator was killed mid-write)",
+                 options.state_file.string());
+  }
+  auto impl = std::make_unique<Impl>(options, std::move(sealer), std::move(transport));
+  impl->stores = std::move(replay.stores);
+  RETURN_IF_ERROR(impl->Compact());
+  spdlog::info("{}: {} ECUs restored from {} records", options.state_file.string(),
+               impl->stores.size(), replay.records);
+  return std::unique_ptr<EcuSimulator>(new EcuSimulator(std::move(impl)));
+}
+
+void EcuSimulator::SetFaults(const EcuFaults& faults, uint64_t seed) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->options.faults = faults;
+  impl_->rng.seed(seed);
+}
+
+std::vector<EcuRow> EcuSimulator::Ecus() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<EcuRow> rows;
+  for (const auto& [uid, store] : impl_->stores) rows.push_back(RowOf(store));
+  return rows;
+}
+
+EcuSimCounters EcuSimulator::counters() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->counters;
+}
+
+StatusOr<std::vector<uint8_t>> EcuSimulator::Handle(const std::string& peer,
+                                                    std::span<const uint8_t> bytes) {
+  std::lock_guard lock(impl_->mutex);
+  Impl& st = *impl_;
+  auto refuse = [&](Status status) -> Status {
+    ++st.counters.malformed;
+    spdlog::warn("refused a request from {}: {}", peer, status.message());
+    return status;
+  };
+  auto decoded = schemas::DecodeVerified<wire::EcuRequest>(bytes, "EcuRequest");
+  if (!decoded.ok()) return refuse(decoded.status());
+  const wire::EcuRequest* request = *decoded;
+  if (Status s = schemas::CheckFixedBytes(request->ecu_uid(), 15, "EcuRequest.ecu_uid"); !s.ok()) {
+    return refuse(s);
+  }
+  EcuUid uid{};
+  std::copy_n(request->ecu_uid()->data(), 15, uid.begin());
+  if (std::all_of(uid.begin(), uid.end(), [](uint8_t b) { return b == 0; })) {
+    return refuse(InvalidArgumentError(
+        "EcuRequest.ecu_uid: the all-zero (wildcard) UID addresses no single ECU"));
+  }
+
+  flatbuffers::FlatBufferBuilder fbb(256);
+  auto uid_vec = fbb.CreateVector(uid.data(), uid.size());
+  switch (request->op()) {
+    case wire::EcuOp::GET_INFO: {
+      ASSIGN_OR_RETURN(hsm::SheKeyStore * store, st.Ecu(uid));
+      std::vector<flatbuffers::Offset<wire::EcuSlotInfo>> slots;
+      for (const EcuSlotRow& row : RowOf(*store).slots) {
+        slots.push_back(wire::CreateEcuSlotInfo(fbb, row.slot, row.loaded, row.counter, row.flags));
+      }
+      auto slots_vec = fbb.CreateVector(slots);
+      fbb.Finish(wire::CreateEcuReply(fbb, uid_vec, wire::EcuStatus::OK, 0, 0, slots_vec));
+      break;
+    }
+    case wire::EcuOp::LOAD_KEY: {
+      for (auto [field, size, name] :
+           {std::tuple{request->m1(), size_t{16}, "EcuRequest.m1"},
+            std::tuple{request->m2(), size_t{32}, "EcuRequest.m2"},
+            std::tuple{request->m3(), size_t{16}, "EcuRequest.m3"}}) {
+        if (Status s = schemas::CheckFixedBytes(field, size, name); !s.ok()) return refuse(s);
+      }
+      ASSIGN_OR_RETURN(hsm::SheKeyStore * store, st.Ecu(uid));
+      ++st.counters.loads;
+      Fault fault = st.Draw();
+      uint8_t slot = static_cast<uint8_t>(request->m1()->Get(15) >> 4);
+      std::string where = UidHex(uid) + " " + std::string(hsm::SheSlotName(slot));
+      wire::EcuStatus status = wire::EcuStatus::OK;
+      hsm::SheProof proof;
+      bool has_proof = false;
+      if (fault == Fault::kRefuse) {
+        ++st.counters.faults_refuse;
+        status = wire::EcuStatus::GENERAL_ERROR;
+        spdlog::info("ecu {}: LOAD_KEY from {}: fault refuse -> GENERAL_ERROR", where, peer);
+      } else if (fault == Fault::kTimeout) {
+        ++st.counters.faults_timeout;
+        status = wire::EcuStatus::SILENT_TIMEOUT;
+        spdlog::info("ecu {}: LOAD_KEY from {}: fault timeout, nothing stored, no answer", where,
+                     peer);
+      } else {
+        ASSIGN_OR_RETURN(
+            hsm::SheLoadOutcome outcome,
+            store->LoadKey(std::span<const uint8_t, 16>(request->m1()->data(), 16),
+                           std::span<const uint8_t, 32>(request->m2()->data(), 32),
+                           std::span<const uint8_t, 16>(request->m3()->data(), 16)));
+        status = WireStatus(outcome.error);
+        if (outcome.error != hsm::SheLoadError::kNone) {
+          ++st.counters.she_refusals;
+          spdlog::info("ecu {}: LOAD_KEY from {}: {}", where, peer,
+                       hsm::SheLoadErrorName(outcome.error));
+        } else {
+          ++st.counters.loaded;
+          RETURN_IF_ERROR(st.Persist(*store));
+          proof = outcome.proof;
+          has_proof = true;
+          hsm::SheSlotInfo info = store->Slot(slot);
+          if (fault == Fault::kPowerLoss) {
+            ++st.counters.faults_power_loss;
+            status = wire::EcuStatus::SILENT_POWER_LOSS;
+            has_proof = false;
+            spdlog::info("ecu {}: LOAD_KEY from {}: stored counter {}, fault power loss, no answer",
+                         where, peer, info.counter);
+          } else if (fault == Fault::kWrongProof) {
+            ++st.counters.faults_wrong_proof;
+            proof.m5[0] ^= 0x01;
+            spdlog::info("ecu {}: LOAD_KEY from {}: stored counter {}, fault wrong proof", where,
+                         peer, info.counter);
+          } else {
+            spdlog::info("ecu {}: LOAD_KEY from {}: stored counter {}", where, peer, info.counter);
+          }
+        }
+      }
+      flatbuffers::Offset<flatbuffers::Vector<uint8_t>> m4 = 0;
+      flatbuffers::Offset<flatbuffers::Vector<uint8_t>> m5 = 0;
+      if (has_proof) {
+        m4 = fbb.CreateVector(proof.m4.data(), proof.m4.size());
+        m5 = fbb.CreateVector(proof.m5.data(), proof.m5.size());
+      }
+      fbb.Finish(wire::CreateEcuReply(fbb, uid_vec, status, m4, m5));
+      break;
+    }
+    default:
+      return refuse(InvalidArgumentError("EcuRequest.op: " +
+                                         std::to_string(static_cast<int>(request->op())) +
+                                         " is not LOAD_KEY or GET_INFO"));
+  }
+  return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+}
+
+StatusOr<std::vector<EcuRow>> ReadEcuState(const std::filesystem::path& state_file,
+                                           const std::filesystem::path& state_key_file) {
+  ASSIGN_OR_RETURN(hsm::SheStoreSealer sealer, hsm::SheStoreSealer::LoadKeyFile(state_key_file));
+  if (!std::filesystem::exists(state_file)) {
+    return NotFoundError(state_file.string() + ": no state file (the simulator never ran here?)");
+  }
+  ASSIGN_OR_RETURN(Replay replay, ReplayState(state_file, sealer));
+  std::vector<EcuRow> rows;
+  for (const auto& [uid, store] : replay.stores) rows.push_back(RowOf(store));
+  return rows;
+}
+
+}  // namespace keyline::ecu_sim
