@@ -1,0 +1,141 @@
+#include <thread>
+
+#include "keyline/broker/rpc.h"
+#include "keyline/injector/ecu_link.h"
+#include "keyline/schemas/decode.h"
+#include "keyline/schemas/fields.h"
+#include "keyline/wire/ecu_link_generated.h"
+
+namespace keyline::injector {
+
+std::string_view EcuErrorName(EcuError error) {
+  switch (error) {
+    case EcuError::kNone: return "NONE";
+    case EcuError::kKeyUpdateError: return "KEY_UPDATE_ERROR";
+    case EcuError::kWriteProtected: return "WRITE_PROTECTED";
+    case EcuError::kCounterNotLarger: return "COUNTER_NOT_LARGER";
+    case EcuError::kTimeout: return "TIMEOUT";
+    case EcuError::kNoAnswer: return "NO_ANSWER";
+    case EcuError::kKeyInvalid: return "KEY_INVALID";
+    case EcuError::kGeneralError: return "GENERAL_ERROR";
+  }
+  return "UNKNOWN";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class SimulatorEcuLink final : public EcuLink {
+ public:
+  explicit SimulatorEcuLink(std::unique_ptr<broker::RpcClient> client) : client_(std::move(client)) {}
+
+  StatusOr<EcuLoadResult> LoadKey(const EcuUid& uid, const std::array<uint8_t, 16>& m1,
+                                  const std::array<uint8_t, 32>& m2,
+                                  const std::array<uint8_t, 16>& m3,
+                                  std::chrono::milliseconds timeout) override {
+    flatbuffers::FlatBufferBuilder fbb(256);
+    auto request = wire::CreateEcuRequest(
+        fbb, fbb.CreateVector(uid.data(), uid.size()), wire::EcuOp::LOAD_KEY,
+        fbb.CreateVector(m1.data(), m1.size()), fbb.CreateVector(m2.data(), m2.size()),
+        fbb.CreateVector(m3.data(), m3.size()));
+    fbb.Finish(request);
+    Clock::time_point deadline = Clock::now() + timeout;
+    EcuLoadResult result;
+    auto reply_bytes = client_->Call(
+        std::span<const uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()),
+        static_cast<int>(timeout.count()));
+    if (!reply_bytes.ok()) {
+      const Status& s = reply_bytes.status();
+      if (s.code() == StatusCode::kDeadlineExceeded) {
+        result.error = EcuError::kTimeout;
+        result.detail = s.message();
+        return result;
+      }
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kUnauthenticated) {
+        result.error = EcuError::kNoAnswer;
+        result.detail = s.message();
+        return result;
+      }
+      return Status(s.code(), "ECU simulator refused the request: " + s.message());
+    }
+    ASSIGN_OR_RETURN(const wire::EcuReply* reply,
+                     schemas::DecodeVerified<wire::EcuReply>(*reply_bytes, "EcuReply"));
+    RETURN_IF_ERROR(CheckUid(reply, uid));
+    switch (reply->status()) {
+      case wire::EcuStatus::OK:
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(reply->m4(), 32, "EcuReply.m4"));
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(reply->m5(), 16, "EcuReply.m5"));
+        std::copy_n(reply->m4()->data(), 32, result.m4.begin());
+        std::copy_n(reply->m5()->data(), 16, result.m5.begin());
+        return result;
+      case wire::EcuStatus::KEY_UPDATE_ERROR: result.error = EcuError::kKeyUpdateError; break;
+      case wire::EcuStatus::WRITE_PROTECTED: result.error = EcuError::kWriteProtected; break;
+      case wire::EcuStatus::COUNTER_NOT_LARGER: result.error = EcuError::kCounterNotLarger; break;
+      case wire::EcuStatus::KEY_EMPTY:
+        result.error = EcuError::kKeyUpdateError;
+        result.detail = "KEY_EMPTY: the authorising slot holds no key";
+        break;
+      case wire::EcuStatus::KEY_INVALID: result.error = EcuError::kKeyInvalid; break;
+      case wire::EcuStatus::GENERAL_ERROR: result.error = EcuError::kGeneralError; break;
+      case wire::EcuStatus::SILENT_TIMEOUT:
+      case wire::EcuStatus::SILENT_POWER_LOSS:
+        // Silence: hold it until the caller's time-out, as a real bus would.
+        std::this_thread::sleep_until(deadline);
+        result.error = reply->status() == wire::EcuStatus::SILENT_TIMEOUT ? EcuError::kTimeout
+                                                                           : EcuError::kNoAnswer;
+        result.detail = reply->status() == wire::EcuStatus::SILENT_TIMEOUT
+                            ? "no answer in time"
+                            : "no answer: the ECU lost power";
+        return result;
+      default:
+        return DataLossError("EcuReply.status: " +
+                             std::to_string(static_cast<int>(reply->status())) +
+                             " is not a status this build knows");
+    }
+    return result;
+  }
+
+  StatusOr<std::vector<EcuSlotState>> GetInfo(const EcuUid& uid,
+                                              std::chrono::milliseconds timeout) override {
+    flatbuffers::FlatBufferBuilder fbb(64);
+    fbb.Finish(wire::CreateEcuRequest(fbb, fbb.CreateVector(uid.data(), uid.size()),
+                                      wire::EcuOp::GET_INFO));
+    ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                     client_->Call(std::span<const uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()),
+                                   static_cast<int>(timeout.count())));
+    ASSIGN_OR_RETURN(const wire::EcuReply* reply,
+                     schemas::DecodeVerified<wire::EcuReply>(bytes, "EcuReply"));
+    RETURN_IF_ERROR(CheckUid(reply, uid));
+    if (reply->status() != wire::EcuStatus::OK || reply->slots() == nullptr) {
+      return DataLossError("EcuReply to GET_INFO: status " +
+                           std::to_string(static_cast<int>(reply->status())) + " without slots");
+    }
+    std::vector<EcuSlotState> slots;
+    for (const wire::EcuSlotInfo* info : *reply->slots()) {
+      slots.push_back({info->slot(), info->loaded(), info->counter(), info->flags()});
+    }
+    return slots;
+  }
+
+ private:
+  static Status CheckUid(const wire::EcuReply* reply, const EcuUid& uid) {
+    RETURN_IF_ERROR(schemas::CheckFixedBytes(reply->ecu_uid(), 15, "EcuReply.ecu_uid"));
+    if (!std::equal(uid.begin(), uid.end(), reply->ecu_uid()->data())) {
+      return DataLossError("EcuReply.ecu_uid: the answer is from another ECU");
+    }
+    return Status::Ok();
+  }
+
+  std::unique_ptr<broker::RpcClient> client_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<EcuLink>> ConnectSimulatorEcuLink(SimulatorEcuLinkOptions options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<broker::RpcClient> client,
+                   broker::RpcClient::Connect({options.endpoint, options.server_key, options.keys}));
+  return std::unique_ptr<EcuLink>(new SimulatorEcuLink(std::move(client)));
+}
+
+}  // namespace keyline::injector
