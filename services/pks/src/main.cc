@@ -1,7 +1,7 @@
 // keyline-pks: the plant's production key server. A thin main over keyline::pks.
 //
 //   keyline-pks --config pks.toml                   run (also: keyline-pks run --config ...)
-//   keyline-pks status --config pks.toml [--json]   stock, reservations, records, last contact
+//   keyline-pks status (--config pks.toml | --data-dir DIR) [--json]   stock, reservations, records
 //   keyline-pks keys show --config pks.toml [--json]  public keys to register at the KMS
 //   keyline-pks transport-key import --config pks.toml --name REF --key-file FILE
 //
@@ -61,8 +61,12 @@ int Run(const PksConfig& config) {
   return 0;
 }
 
-int Status(const PksConfig& config, bool json) {
-  auto snapshot = keyline::pks::ReadPksStatus(config);
+int Status(const std::string& config_path, const std::string& data_dir, bool json) {
+  auto snapshot = [&]() -> keyline::StatusOr<keyline::pks::PksSnapshot> {
+    if (!data_dir.empty()) return keyline::pks::ReadPksStatus(std::filesystem::path(data_dir));
+    ASSIGN_OR_RETURN(PksConfig config, LoadConfig(config_path));
+    return keyline::pks::ReadPksStatus(config);
+  }();
   if (!snapshot.ok()) {
     std::cerr << "keyline-pks: " << snapshot.status().message() << '\n';
     return 1;
@@ -129,7 +133,11 @@ int main(int argc, char** argv) {
   run->add_option("--config", config_path, "pks.toml")->check(CLI::ExistingFile);
   bool json = false;
   CLI::App* status = app.add_subcommand("status", "stock, reservations, records, last contact");
-  status->add_option("--config", config_path, "pks.toml")->required()->check(CLI::ExistingFile);
+  std::string data_dir;
+  auto* status_config = status->add_option("--config", config_path, "pks.toml")->check(CLI::ExistingFile);
+  status->add_option("--data-dir", data_dir, "the PKS's data dir, instead of --config")
+      ->check(CLI::ExistingDirectory)
+      ->excludes(status_config);
   status->add_flag("--json", json, "one JSON object");
   CLI::App* keys = app.add_subcommand("keys", "the plant's public keys");
   CLI::App* keys_show = keys->add_subcommand("show", "print what `keylinectl plant add` needs");
@@ -154,6 +162,10 @@ int main(int argc, char** argv) {
     std::cerr << "keyline-pks: " << e.what() << '\n';
     return 2;
   }
+  if (*status && !data_dir.empty()) {
+    if (!keyline::InitLogging({"keyline-pks", "warn", std::nullopt}).ok()) return 1;
+    return Status("", data_dir, json);
+  }
   if (config_path.empty()) {
     std::cerr << "keyline-pks: --config is required\n";
     return 2;
@@ -164,7 +176,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!keyline::InitLogging({"keyline-pks", "warn", std::nullopt}).ok()) return 1;
-  if (*status) return Status(*config, json);
+  if (*status) return Status(config_path, "", json);
   if (*keys_show) {
     auto shown = keyline::pks::ShowPlantKeys(*config);
     if (!shown.ok()) {

@@ -302,10 +302,20 @@ StatusOr<std::unique_ptr<PksService>> PksService::Start(const PksConfig& config)
 }
 
 StatusOr<PksSnapshot> ReadPksStatus(const PksConfig& config) {
-  std::filesystem::path db_dir = config.data_dir / "db";
+  ASSIGN_OR_RETURN(PksSnapshot snapshot, ReadPksStatus(config.data_dir));
+  if (!snapshot.plant_id.empty() && snapshot.plant_id != config.plant_id) {
+    return FailedPreconditionError(config.data_dir.string() + " holds plant \"" + snapshot.plant_id +
+                                   "\", but the configuration says \"" + config.plant_id + "\"");
+  }
+  snapshot.plant_id = config.plant_id;
+  return snapshot;
+}
+
+StatusOr<PksSnapshot> ReadPksStatus(const std::filesystem::path& data_dir) {
+  std::filesystem::path db_dir = data_dir / "db";
   std::error_code ec;
   if (!std::filesystem::exists(db_dir / "CURRENT", ec)) {
-    return NotFoundError(config.data_dir.string() + " holds no PKS database (has it ever run?)");
+    return NotFoundError(data_dir.string() + " holds no PKS database (has it ever run?)");
   }
   std::string pattern = (std::filesystem::temp_directory_path() / "keyline-pks-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) {
@@ -323,7 +333,7 @@ StatusOr<PksSnapshot> ReadPksStatus(const PksConfig& config) {
       return database.status();
     }
     auto caught_up = (*database)->CatchUp();
-    auto state = caught_up.ok() ? PlantState::Load(database->get(), config.plant_id)
+    auto state = caught_up.ok() ? PlantState::Load(database->get(), "")
                                 : StatusOr<std::unique_ptr<PlantState>>(caught_up);
     if (!state.ok()) {
       database->reset();
@@ -335,7 +345,7 @@ StatusOr<PksSnapshot> ReadPksStatus(const PksConfig& config) {
   std::filesystem::remove_all(secondary, ec);
 
   ASSIGN_OR_RETURN(std::unique_ptr<broker::QueueInspector> inspector,
-                   broker::QueueInspector::Open(config.data_dir));
+                   broker::QueueInspector::Open(data_dir));
   ASSIGN_OR_RETURN(std::vector<broker::OutboundQueueView> outbound, inspector->Outbound());
   for (const auto& q : outbound) {
     snapshot.queues.push_back({q.queue.peer, q.queue.stream, q.depth, q.oldest_created_us});

@@ -82,7 +82,7 @@ StatusOr<ProductConfig> ParseProduct(const wire::Product& product) {
 StatusOr<PlantConfig> ParsePlantConfig(const wire::ConfigUpdate& update,
                                        const std::string& plant_id) {
   std::string plant(schemas::Text(update.plant()));
-  if (plant != plant_id) {
+  if (!plant_id.empty() && plant != plant_id) {
     return PermissionDeniedError("ConfigUpdate version " + std::to_string(update.version()) +
                                  " is for plant \"" + plant + "\", not \"" + plant_id + "\"");
   }

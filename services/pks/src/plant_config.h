@@ -44,7 +44,8 @@ struct PlantConfig {
   int sync_interval_s = 60;
 };
 
-// Checks a verified ConfigUpdate for `plant_id` and converts it. Refuses (InvalidArgument,
+// Checks a verified ConfigUpdate for `plant_id` and converts it (an empty `plant_id` takes
+// the update's own plant: for reading a data dir whose plant is not known beforehand). Refuses (InvalidArgument,
 // naming the product or station) what a PKS could not serve: another plant's configuration,
 // a slot layout whose authorising keys are unknown, a flag layout this HSM adapter cannot
 // encode, a counter beyond 28 bits, a station key that is not 32 bytes.

@@ -8,6 +8,7 @@
 #include "keyline/schemas/build.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
+#include "keyline/wire/kms_pks_generated.h"
 #include "keyline/wire/pks_store_generated.h"
 
 namespace keyline::pks {
@@ -183,6 +184,10 @@ StatusOr<std::unique_ptr<PlantState>> PlantState::Load(broker::Database* databas
       auto config = ParsePlantConfig(AsBytes(value), plant_id);
       if (!config.ok()) return DataLossError("stored configuration: " + config.status().message());
       state->config_ = std::move(*config);
+      if (state->plant_id_.empty()) {
+        auto update = schemas::DecodeMessage<wire::ConfigUpdate>(AsBytes(value));
+        if (update.ok()) state->plant_id_ = std::string(schemas::Text((*update)->plant()));
+      }
     } else if (key == kRecordSequenceKey) {
       ASSIGN_OR_RETURN(state->record_sequence_, DecodeU64(value, key));
     } else if (key == kStockOrderKey) {

@@ -84,6 +84,7 @@ struct ProductCounts {
 class PlantState {
  public:
   // Reads the whole state of `database` (which must stay open while this object is used).
+  // An empty `plant_id` takes the plant of the stored configuration (status from a data dir).
   // A stored record that fails verification is an error naming its key: the PKS does not
   // start on a database it cannot read completely.
   static StatusOr<std::unique_ptr<PlantState>> Load(broker::Database* database,

@@ -356,6 +356,11 @@ BOOST_AUTO_TEST_CASE(StateSurvivesARestart) {
   BOOST_REQUIRE_MESSAGE(status.ok(), status.status().ToString());
   BOOST_TEST(status->products.at(0).injected == 2u);
   BOOST_TEST(status->records_written == 2u);
+  // The same from the data dir alone: the plant comes from the stored configuration.
+  auto from_dir = ReadPksStatus(s.plant.config().data_dir);
+  BOOST_REQUIRE_MESSAGE(from_dir.ok(), from_dir.status().ToString());
+  BOOST_TEST(from_dir->plant_id == "plant-a");
+  BOOST_TEST(from_dir->products.at(0).injected == 2u);
 }
 
 }  // namespace

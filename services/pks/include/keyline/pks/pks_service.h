@@ -69,6 +69,9 @@ class PksService {
 
 // The status of a PKS from its data dir, whether it runs or not (a RocksDB secondary instance).
 [[nodiscard]] StatusOr<PksSnapshot> ReadPksStatus(const PksConfig& config);
+// The same from the data dir alone (DATA_DIR, holding db/); the plant comes from the stored
+// configuration ("" before the first one).
+[[nodiscard]] StatusOr<PksSnapshot> ReadPksStatus(const std::filesystem::path& data_dir);
 
 // The public halves a KMS administrator registers for this plant (`keylinectl plant add`).
 struct PlantPublicKeys {
