@@ -2,6 +2,7 @@
 //
 //   keyline-pks --config pks.toml                   run (also: keyline-pks run --config ...)
 //   keyline-pks status (--config pks.toml | --data-dir DIR) [--json]   stock, reservations, records
+//   keyline-pks check-config --config pks.toml      read and check the file only (like nginx -t)
 //   keyline-pks keys show --config pks.toml [--json]  public keys to register at the KMS
 //   keyline-pks transport-key import --config pks.toml --name REF --key-file FILE
 //
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory)
       ->excludes(status_config);
   status->add_flag("--json", json, "one JSON object");
+  CLI::App* check = app.add_subcommand("check-config", "read and check the configuration only");
+  check->add_option("--config", config_path, "pks.toml")->required()->check(CLI::ExistingFile);
   CLI::App* keys = app.add_subcommand("keys", "the plant's public keys");
   CLI::App* keys_show = keys->add_subcommand("show", "print what `keylinectl plant add` needs");
   keys_show->add_option("--config", config_path, "pks.toml")->required()->check(CLI::ExistingFile);
@@ -174,6 +177,10 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::cerr << "keyline-pks: " << config.status().message() << '\n';
     return 2;
+  }
+  if (*check) {
+    std::cout << config_path << ": ok (plant " << config->plant_id << ")\n";
+    return 0;
   }
   if (!keyline::InitLogging({"keyline-pks", "warn", std::nullopt}).ok()) return 1;
   if (*status) return Status(config_path, "", json);
