@@ -40,14 +40,18 @@ Status Allocator::HandleStockRequest(const std::string& plant_id, const wire::St
     return Status::Ok();
   }
 
-  // Forget taken keys whose write has committed (their stock entry is gone).
-  for (auto it = taken_.begin(); it != taken_.end();) {
-    ASSIGN_OR_RETURN(auto still, context_->Get(layout::kStock, *it));
-    it = still ? std::next(it) : taken_.erase(it);
-  }
-  for (auto it = answered_.begin(); it != answered_.end();) {
-    ASSIGN_OR_RETURN(auto done, context_->Get(layout::kRecords, *it));
-    it = done ? answered_.erase(it) : std::next(it);
+  // Forget taken keys whose write has committed (their stock entry is gone). Only after a
+  // write has committed: inside one group nothing can have.
+  if (const uint64_t writes = context_->store->counters().writes; writes != writes_seen_) {
+    writes_seen_ = writes;
+    for (auto it = taken_.begin(); it != taken_.end();) {
+      ASSIGN_OR_RETURN(auto still, context_->Get(layout::kStock, *it));
+      it = still ? std::next(it) : taken_.erase(it);
+    }
+    for (auto it = answered_.begin(); it != answered_.end();) {
+      ASSIGN_OR_RETURN(auto done, context_->Get(layout::kRecords, *it));
+      it = done ? answered_.erase(it) : std::next(it);
+    }
   }
 
   const uint32_t wanted = std::min(request.count(), kMaxKeySetsPerShipment);

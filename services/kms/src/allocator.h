@@ -43,6 +43,7 @@ class Allocator {
   std::set<std::string> taken_;
   // Request keys answered by writes not yet seen committed.
   std::set<std::string> answered_;
+  uint64_t writes_seen_ = 0;
 };
 
 }  // namespace keyline::kms

@@ -1,6 +1,9 @@
 #include "key_set_store.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -24,6 +27,34 @@ std::string BatchRecord(const std::string& batch_id, const std::string& oem, con
                                   fbb.CreateString(staged), first_order, started, finished));
   return std::string(FinishedText(fbb));
 }
+
+// Writes submitted and not yet done; the first failure is kept.
+class InFlight {
+ public:
+  void Add() {
+    std::lock_guard lock(mu_);
+    ++count_;
+  }
+  void Done(const Status& status) {
+    std::lock_guard lock(mu_);
+    --count_;
+    if (!status.ok() && first_error_.ok()) first_error_ = status;
+    cv_.notify_all();
+  }
+  // Waits until fewer than `limit` are in flight; the first failure, if any.
+  Status WaitBelow(int limit) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return count_ < limit; });
+    return first_error_;
+  }
+  ~InFlight() { (void)WaitBelow(1); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
+  Status first_error_;
+};
 
 }  // namespace
 
@@ -151,8 +182,10 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
     }));
   }
 
+  InFlight in_flight;  // chunk writes submitted and not yet done
   // Takes back what this batch stored: a chunk that cannot be opened fails the whole file.
   auto take_back = [&](uint64_t stored, const Status& why) -> Status {
+    (void)in_flight.WaitBelow(1);
     Status undo = context_->store->Commit([&](broker::WriteContext& write) -> Status {
       for (uint64_t i = 0; i < stored; ++i) {
         write.batch().Delete(context_->Family(layout::kKeySets), view.batch_id + "." + std::to_string(i));
@@ -166,6 +199,8 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
 
   const wire::OemBatchBody* body = view.body;
   const size_t slots = view.slots.size();
+  using Clock = std::chrono::steady_clock;
+  Clock::duration unwrap_time{}, wrap_time{}, store_time{};
   uint64_t index = 0;
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<std::string> records;
@@ -177,6 +212,7 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
     }
     const wire::OemBatchChunk* chunk = body->chunks()->Get(static_cast<flatbuffers::uoffset_t>(c));
     std::span<const uint8_t> wrapped = schemas::Bytes(chunk->wrapped());
+    auto t0 = Clock::now();
     auto opened = context_->custody->UnwrapFromPeer(
         context_->import_key, hsm::WrappedKeySet{{wrapped.begin(), wrapped.end()}},
         ChunkContext(view.batch_id, c));
@@ -195,6 +231,8 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
                                             " holds " + std::to_string(handles.size()) + " keys, expected " +
                                             std::to_string(sets * slots) + "; nothing imported"));
     }
+    auto t1 = Clock::now();
+    unwrap_time += t1 - t0;
     records.clear();
     records.reserve(sets);
     Status wrap_status;
@@ -219,27 +257,38 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
       records.emplace_back(FinishedText(fbb));
     }
     destroy_all();
+    auto t2 = Clock::now();
+    wrap_time += t2 - t1;
     if (!wrap_status.ok()) return take_back(index, wrap_status);
     const uint64_t through = index + sets;
-    Status stored = context_->store->Commit(
-        [&](broker::WriteContext& write) -> Status {
-          for (uint64_t s = 0; s < sets; ++s) {
+    // Stored while the next chunk is being re-wrapped: at most two chunk writes in flight.
+    RETURN_IF_ERROR(in_flight.WaitBelow(2));
+    auto chunk_records = std::make_shared<std::vector<std::string>>(std::move(records));
+    records = {};
+    const uint64_t first = index;
+    in_flight.Add();
+    context_->store->Submit(
+        [this, chunk_records, first, through, &view, &staged, first_order, started](broker::WriteContext& write) -> Status {
+          for (uint64_t s = 0; s < chunk_records->size(); ++s) {
             write.batch().Put(context_->Family(layout::kKeySets),
-                              view.batch_id + "." + std::to_string(index + s), records[s]);
+                              view.batch_id + "." + std::to_string(first + s), (*chunk_records)[s]);
           }
           write.batch().Put(context_->Family(layout::kBatches), view.batch_id,
                             BatchRecord(view.batch_id, view.oem, view.product, wire::BatchState::IMPORTING,
                                         view.key_set_count, through, staged.string(), first_order, started, 0));
           return Status::Ok();
         },
-        broker::Durability::kRelaxed);
-    if (!stored.ok()) return stored;  // the batch stays IMPORTING; a restart resumes it
+        [&in_flight](const Status& status) { in_flight.Done(status); }, broker::Durability::kRelaxed);
+    store_time += Clock::now() - t2;
     result.added += sets;
     index = through;
     if (progress) progress(index, view.key_set_count);
   }
 
+  // Every chunk is stored (a failed chunk write leaves the batch IMPORTING: a restart resumes it).
+  RETURN_IF_ERROR(in_flight.WaitBelow(1));
   // One synced write makes the batch stock, with its audit entry.
+  auto final_start = Clock::now();
   RETURN_IF_ERROR(context_->store->Commit([&](broker::WriteContext& write) -> Status {
     auto* stock = context_->Family(layout::kStock);
     for (uint64_t i = 0; i < view.key_set_count; ++i) {
@@ -259,8 +308,11 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
   }));
   std::error_code ec;
   std::filesystem::remove(staged, ec);
-  spdlog::info("kms: imported batch {}: {} key sets of {} for {}", view.batch_id, view.key_set_count,
-               view.product, view.oem);
+  auto ms = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  spdlog::info("kms: imported batch {}: {} key sets of {} for {} (open {} ms, re-wrap {} ms, store {} ms, "
+               "make stock {} ms)",
+               view.batch_id, view.key_set_count, view.product, view.oem, ms(unwrap_time), ms(wrap_time),
+               ms(store_time), ms(Clock::now() - final_start));
   return result;
 }
 

@@ -639,4 +639,24 @@ StatusOr<ExportResult> Kms::ExportInjected(const std::string& oem, const std::fi
 }
 StatusOr<std::string> Kms::StatusJson() const { return impl_->StatusJson(); }
 
+Status Kms::ApplyFromPlant(const std::string& plant, uint16_t message_type,
+                           std::span<const std::vector<uint8_t>> payloads) {
+  const auto type = static_cast<wire::MessageType>(message_type);
+  for (const auto& payload : payloads) RETURN_IF_ERROR(schemas::VerifyPayload(type, payload));
+  return impl_->store_->Commit([&](broker::WriteContext& write) -> Status {
+    for (const auto& payload : payloads) {
+      broker::Delivery delivery;
+      delivery.peer = plant;
+      delivery.stream = type == wire::MessageType::StockRequest || type == wire::MessageType::PlantStatus
+                            ? "control"
+                            : "records";
+      delivery.type = type;
+      delivery.payload = payload;
+      Status applied = impl_->Deliver(delivery, write);
+      if (!applied.ok()) return applied;
+    }
+    return Status::Ok();
+  });
+}
+
 }  // namespace keyline::kms

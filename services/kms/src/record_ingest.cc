@@ -75,10 +75,14 @@ Status RecordIngest::Apply(const std::string& plant_id, std::span<const uint8_t>
   if (sequence == 0) return Refuse(plant_id, InvalidArgumentError("record_sequence is 0"));
   const std::string record_key = layout::RecordKey(plant_id, sequence);
 
-  // Forget pending entries whose writes have committed.
-  for (auto it = pending_records_.begin(); it != pending_records_.end();) {
-    ASSIGN_OR_RETURN(auto done, context_->Get(layout::kRecords, *it));
-    it = done ? pending_records_.erase(it) : std::next(it);
+  // Forget pending entries whose writes have committed (only after a write has: inside one
+  // group nothing can have committed).
+  if (const uint64_t writes = context_->store->counters().writes; writes != writes_seen_) {
+    writes_seen_ = writes;
+    for (auto it = pending_records_.begin(); it != pending_records_.end();) {
+      ASSIGN_OR_RETURN(auto done, context_->Get(layout::kRecords, *it));
+      it = done ? pending_records_.erase(it) : std::next(it);
+    }
   }
   ASSIGN_OR_RETURN(auto seen, context_->Get(layout::kRecords, record_key));
   if (seen || pending_records_.count(record_key)) {

@@ -51,6 +51,7 @@ class RecordIngest {
   // Record keys and key sets changed by writes not yet seen committed (commit thread only).
   std::set<std::string> pending_records_;
   std::set<std::string> pending_key_sets_;
+  uint64_t writes_seen_ = 0;
 };
 
 }  // namespace keyline::kms

@@ -199,6 +199,7 @@ StatusOr<ExportResult> Verifications::WriteExport(const std::string& oem, const 
       context_->database->db()->NewIterator(rocksdb::ReadOptions(), context_->Family(layout::kRecords)));
   std::unique_ptr<rocksdb::Iterator> records(
       context_->database->db()->NewIterator(rocksdb::ReadOptions(), context_->Family(layout::kRecords)));
+  records->Seek("r/");
   std::string line;
   line.reserve(512);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
@@ -208,8 +209,13 @@ StatusOr<ExportResult> Verifications::WriteExport(const std::string& oem, const 
     std::string plant(rest.substr(0, zero));
     uint64_t sequence = layout::ReadU64(rest.substr(zero + 1));
     const std::string record_key = layout::RecordKey(plant, sequence);
-    records->Seek(record_key);
-    if (!records->Valid() || records->key() != rocksdb::Slice(record_key)) {
+    // Records are in the same order as the injected index: step forward, seek only on a jump.
+    const rocksdb::Slice target(record_key);
+    for (int steps = 0; records->Valid() && records->key().compare(target) < 0 && steps < 8; ++steps) {
+      records->Next();
+    }
+    if (!records->Valid() || records->key().compare(target) < 0) records->Seek(target);
+    if (!records->Valid() || records->key() != target) {
       return DataLossError("injected record " + plant + "/" + std::to_string(sequence) + " is missing");
     }
     // Records were verified when they arrived; decode again: it is the one safe way to read.

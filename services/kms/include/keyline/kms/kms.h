@@ -97,6 +97,11 @@ class Kms {
   [[nodiscard]] StatusOr<AuditReport> VerifyAudit() const;
   [[nodiscard]] StatusOr<ExportResult> ExportInjected(const std::string& oem,
                                                       const std::filesystem::path& out);
+  // Applies messages from `plant` (StockRequest, InjectionRecord, VerificationWatermark or
+  // PlantStatus payloads; `message_type` is their wire::MessageType) through the same handler
+  // the link uses, all in one synced write (benchmark, tests). Replies are queued as usual.
+  [[nodiscard]] Status ApplyFromPlant(const std::string& plant, uint16_t message_type,
+                                      std::span<const std::vector<uint8_t>> payloads);
   // The status page as one JSON object (keylinectl status --json prints it).
   [[nodiscard]] StatusOr<std::string> StatusJson() const;
 
