@@ -19,5 +19,7 @@ void RegisterQueueBench(CLI::App& root, BenchContext& context);
 
 // provision_bench.cc: `keyline-bench provision`.
 void RegisterProvisionBench(CLI::App& root, BenchContext& context);
+// import_bench.cc: `keyline-bench import`.
+void RegisterImportBench(CLI::App& root, BenchContext& context);
 
 }  // namespace keyline::bench

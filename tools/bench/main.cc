@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   keyline::bench::RegisterSheBench(app, context);
   keyline::bench::RegisterQueueBench(app, context);
   keyline::bench::RegisterProvisionBench(app, context);
+  keyline::bench::RegisterImportBench(app, context);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
