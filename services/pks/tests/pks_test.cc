@@ -230,6 +230,34 @@ BOOST_AUTO_TEST_CASE(LowStockAsksTheKmsExactlyOnce) {
   BOOST_TEST(s.Product().in_stock == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(UnansweredStockRequestIsSentAgainUnderTheSameId) {
+  ProductSpec product;
+  product.min_stock = 2;
+  product.target_stock = 4;
+  PlantHarness plant;
+  plant.SetStockRequestRetry(2);
+  plant.StartPks();
+  plant.Configure({product});
+  // The KMS "loses" the first request: it never answers. The PKS asks again with the same id.
+  BOOST_REQUIRE(plant.kms().WaitFor([](const std::vector<Received>& r) {
+    size_t n = 0;
+    for (const auto& m : r) n += m.type == wire::MessageType::StockRequest;
+    return n >= 2;
+  }, 15s));
+  auto requests = plant.kms().Of(wire::MessageType::StockRequest);
+  auto first = flatbuffers::GetRoot<wire::StockRequest>(requests[0].payload.data());
+  auto second = flatbuffers::GetRoot<wire::StockRequest>(requests[1].payload.data());
+  BOOST_TEST(schemas::Text(first->request_id()) == schemas::Text(second->request_id()));
+  BOOST_TEST(second->count() == 4u);
+  BOOST_TEST(requests[1].sequence > requests[0].sequence);
+  // Answered once: nothing is outstanding any more.
+  plant.Ship("acme-bcm", 4, std::string(schemas::Text(first->request_id())));
+  BOOST_REQUIRE(ServingPlant::WaitUntil([&] {
+    auto p = plant.pks().Snapshot().products;
+    return !p.empty() && p[0].in_stock == 4 && p[0].requested == 0;
+  }));
+}
+
 BOOST_AUTO_TEST_CASE(ServesOfflineAndDeliversTheBacklogOnReconnect) {
   ServingPlant s(10);
   s.plant.StopKms();

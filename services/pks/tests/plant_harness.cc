@@ -148,7 +148,8 @@ void PlantHarness::WriteConfig() {
             "[kms]\nconnect = \"" + kms_endpoint_ + "\"\ncurve_public_key_file = \"kms.pub\"\n"
             "[link]\nlisten = \"" + listen + "\"\ncurve_key_file = \"pks.curve\"\n"
             "heartbeat_timeout_ms = 1000\n"
-            "[stock]\nshort_stock_backoff_s = 2\n"
+            "[stock]\nshort_stock_backoff_s = 2\nrequest_retry_s = " +
+            std::to_string(stock_request_retry_s_) + "\n"
             "[reservations]\ndeadline_sweep_ms = 100\n");
 }
 
@@ -163,6 +164,12 @@ void PlantHarness::StartPks() {
 }
 
 void PlantHarness::StopPks() { pks_.reset(); }
+
+void PlantHarness::SetStockRequestRetry(int seconds) {
+  stock_request_retry_s_ = seconds;
+  WriteConfig();
+  config_ = LoadPksConfig(config_path()).value();
+}
 
 void PlantHarness::FixStationPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

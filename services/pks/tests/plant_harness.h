@@ -115,6 +115,8 @@ class PlantHarness {
   // --- the PKS, in process (or as a child process: see pks_kill_test) ---
   // Gives the PKS a fixed free port for stations, so that a restarted process keeps it.
   void FixStationPort();
+  // [stock] request_retry_s for the next StartPks (default 600).
+  void SetStockRequestRetry(int seconds);
   void StartPks();
   void StopPks();
   PksService& pks() { return *pks_; }
@@ -178,6 +180,7 @@ class PlantHarness {
   std::map<std::string, broker::CurveKeyPair> station_curves_;
   std::string kms_endpoint_;
   std::string station_endpoint_;  // empty until known
+  int stock_request_retry_s_ = 600;
   broker::PeerRegistry kms_registry_;
   std::unique_ptr<TestPeer> kms_;
   std::unique_ptr<broker::LinkServer> kms_server_;
