@@ -29,8 +29,6 @@ namespace keyline::broker {
 namespace {
 
 constexpr uint16_t kProtocolVersion = 1;
-// libzmq 4.3's ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: set by number (see TOOLCHAIN notes).
-constexpr int kZapEnforceDomain = 93;
 // Frames handled per loop turn before timers and sending get their turn.
 constexpr int kMaxFramesPerTurn = 4096;
 // Messages sent per loop turn, over all peers.
@@ -138,14 +136,7 @@ class LinkEngine {
       socket_ = zmq::socket_t(context_, zmq::socket_type::router);
       ConfigureCommon();
       socket_.set(zmq::sockopt::router_mandatory, 1);
-      socket_.set(zmq::sockopt::curve_server, 1);
-      socket_.set(zmq::sockopt::curve_secretkey,
-                  zmq::const_buffer(options.keys.secret_key_for_socket(), 32));
-      socket_.set(zmq::sockopt::zap_domain, kZapDomain);
-      int enforce = 1;
-      if (zmq_setsockopt(socket_.handle(), kZapEnforceDomain, &enforce, sizeof enforce) != 0) {
-        return InternalError("this libzmq cannot enforce the ZAP domain; refusing to start open");
-      }
+      RETURN_IF_ERROR(MakeAuthenticatedCurveServer(socket_, options.keys));
       socket_.bind(options.bind_endpoint);
       endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
     } catch (const zmq::error_t& e) {

@@ -17,8 +17,6 @@
 namespace keyline::broker {
 namespace {
 
-// libzmq 4.3's ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: set by number (see TOOLCHAIN notes).
-constexpr int kZapEnforceDomain = 93;
 constexpr size_t kCallIdBytes = 8;
 // ZMQ_EVENT_HANDSHAKE_FAILED_AUTH (libzmq 4.3): the server's ZAP handler refused our key.
 constexpr uint16_t kEventHandshakeFailedAuth = 0x4000;
@@ -59,14 +57,7 @@ class RpcServerImpl final : public RpcServer {
       // libzmq drops a connection that sends far more than we accept; between the limit and
       // this the request is answered RESOURCE_EXHAUSTED.
       socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_frame_bytes_ * 2 + 4096));
-      socket_.set(zmq::sockopt::curve_server, 1);
-      socket_.set(zmq::sockopt::curve_secretkey,
-                  zmq::const_buffer(options.keys.secret_key_for_socket(), 32));
-      socket_.set(zmq::sockopt::zap_domain, kZapDomain);
-      int enforce = 1;
-      if (zmq_setsockopt(socket_.handle(), kZapEnforceDomain, &enforce, sizeof enforce) != 0) {
-        return InternalError("this libzmq cannot enforce the ZAP domain; refusing to start open");
-      }
+      RETURN_IF_ERROR(MakeAuthenticatedCurveServer(socket_, options.keys));
       socket_.bind(options.bind_endpoint);
       endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
     } catch (const zmq::error_t& e) {

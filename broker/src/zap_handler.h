@@ -9,6 +9,7 @@
 
 #include <zmq.hpp>
 
+#include "keyline/broker/curve_keys.h"
 #include "keyline/broker/peer_registry.h"
 #include "keyline/common/status.h"
 
@@ -16,6 +17,12 @@ namespace keyline::broker {
 
 inline constexpr char kZapDomain[] = "keyline";
 inline constexpr char kCurveKeyProperty[] = "X-Curve-Key";
+
+// Makes `socket` a CURVE server with `keys` whose every handshake goes through the ZAP
+// handler: ZAP fails open unless the domain is set and enforced, so every server socket is set
+// up here, in one place. Throws zmq::error_t like the cppzmq calls it makes; returns an error
+// when this libzmq cannot enforce the domain (the socket must then not be bound).
+[[nodiscard]] Status MakeAuthenticatedCurveServer(zmq::socket_t& socket, const CurveKeyPair& keys);
 
 class ZapHandler {
  public:
