@@ -56,6 +56,13 @@ const char* TypeName(const toml::node& node) {
 
 }  // namespace
 
+std::filesystem::path ResolveConfigPath(const std::filesystem::path& base_dir,
+                                        const std::string& path) {
+  if (path.empty()) return {};
+  std::filesystem::path p(path);
+  return p.is_absolute() ? p : base_dir / p;
+}
+
 ConfigReader::ConfigReader(std::shared_ptr<Shared> shared, std::vector<std::string> path)
     : shared_(std::move(shared)), path_(std::move(path)) {}
 

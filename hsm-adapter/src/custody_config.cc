@@ -4,27 +4,18 @@
 #include "keyline/hsm/software_custody.h"
 
 namespace keyline::hsm {
-namespace {
-
-std::filesystem::path Resolve(const std::filesystem::path& base_dir, const std::string& path) {
-  if (path.empty()) return {};
-  std::filesystem::path p(path);
-  return p.is_absolute() ? p : base_dir / p;
-}
-
-}  // namespace
 
 CustodyConfig ReadCustodyConfig(const ConfigReader& section,
                                 const std::filesystem::path& base_dir) {
   CustodyConfig config;
   config.backend = section.RequireChoice("backend", {"software", "pkcs11"});
   if (config.backend == "software") {
-    config.master_key_file = Resolve(base_dir, section.RequireString("master_key_file"));
+    config.master_key_file = ResolveConfigPath(base_dir, section.RequireString("master_key_file"));
   } else if (config.backend == "pkcs11") {
-    config.module = Resolve(base_dir, section.RequireString("module"));
+    config.module = ResolveConfigPath(base_dir, section.RequireString("module"));
     config.token_label = section.RequireString("token_label");
     if (section.Has("pin_file")) {
-      config.pin_file = Resolve(base_dir, section.RequireString("pin_file"));
+      config.pin_file = ResolveConfigPath(base_dir, section.RequireString("pin_file"));
     }
     if (section.Has("pin_env")) config.pin_env = section.RequireString("pin_env");
     if (config.pin_file.has_value() == config.pin_env.has_value()) {

@@ -6,14 +6,6 @@
 #include "keyline/hsm/software_custody.h"
 
 namespace keyline::kms {
-namespace {
-
-std::filesystem::path Resolve(const std::filesystem::path& base, const std::string& value) {
-  std::filesystem::path p(value);
-  return p.is_absolute() ? p : base / p;
-}
-
-}  // namespace
 
 StatusOr<KmsConfig> LoadKmsConfig(const std::filesystem::path& path) {
   ASSIGN_OR_RETURN(ConfigReader reader, ConfigReader::Load(path));
@@ -21,11 +13,11 @@ StatusOr<KmsConfig> LoadKmsConfig(const std::filesystem::path& path) {
   KmsConfig config;
   ConfigReader kms = reader.Section("kms");
   std::string data_dir = kms.RequireString("data_dir");
-  if (!data_dir.empty()) config.kms.data_dir = Resolve(base, data_dir);
+  if (!data_dir.empty()) config.kms.data_dir = ResolveConfigPath(base, data_dir);
   config.kms.link_bind = kms.OptionalString("link_bind", config.kms.link_bind);
   config.kms.admin_bind = kms.OptionalString("admin_bind", config.kms.admin_bind);
   std::string curve = kms.OptionalString("curve_key_file", "");
-  if (!curve.empty()) config.kms.curve_key_file = Resolve(base, curve);
+  if (!curve.empty()) config.kms.curve_key_file = ResolveConfigPath(base, curve);
   for (const std::string& text : kms.OptionalStringList("admin_keys")) {
     auto key = broker::CurvePublicKeyFromZ85(text, "admin key");
     if (!key.ok()) {
@@ -41,11 +33,11 @@ StatusOr<KmsConfig> LoadKmsConfig(const std::filesystem::path& path) {
   ConfigReader hsm = reader.Section("hsm");
   config.hsm_backend = hsm.RequireChoice("backend", {"software"});
   std::string master = hsm.RequireString("master_key_file");
-  if (!master.empty()) config.master_key_file = Resolve(base, master);
+  if (!master.empty()) config.master_key_file = ResolveConfigPath(base, master);
   ConfigReader log = reader.Section("log");
   config.log_level = log.OptionalString("level", "info");
   std::string file = log.OptionalString("file", "");
-  if (!file.empty()) config.log_file = Resolve(base, file);
+  if (!file.empty()) config.log_file = ResolveConfigPath(base, file);
   RETURN_IF_ERROR(reader.Finish());
   return config;
 }

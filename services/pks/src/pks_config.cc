@@ -5,12 +5,6 @@
 namespace keyline::pks {
 namespace {
 
-std::filesystem::path Resolve(const std::filesystem::path& base_dir, const std::string& path) {
-  if (path.empty()) return {};
-  std::filesystem::path p(path);
-  return p.is_absolute() ? p : base_dir / p;
-}
-
 bool IsEndpoint(const std::string& endpoint) {
   return endpoint.rfind("tcp://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0 ||
          endpoint.rfind("inproc://", 0) == 0;
@@ -18,11 +12,11 @@ bool IsEndpoint(const std::string& endpoint) {
 
 StatusOr<PksConfig> Read(const ConfigReader& file, const std::filesystem::path& base_dir) {
   PksConfig config;
-  config.data_dir = Resolve(base_dir, file.RequireString("data_dir"));
+  config.data_dir = ResolveConfigPath(base_dir, file.RequireString("data_dir"));
 
   ConfigReader log = file.Section("log");
   config.log_level = log.OptionalString("level", "info");
-  if (log.Has("file")) config.log_file = Resolve(base_dir, log.RequireString("file"));
+  if (log.Has("file")) config.log_file = ResolveConfigPath(base_dir, log.RequireString("file"));
 
   config.plant_id = file.Section("plant").RequireString("id");
   config.hsm = hsm::ReadCustodyConfig(file.Section("hsm"), base_dir);
@@ -32,14 +26,14 @@ StatusOr<PksConfig> Read(const ConfigReader& file, const std::filesystem::path& 
   if (!config.kms_endpoint.empty() && !IsEndpoint(config.kms_endpoint)) {
     kms.Fail("connect", "must be a ZeroMQ endpoint such as tcp://kms.example:7100");
   }
-  config.kms_public_key_file = Resolve(base_dir, kms.RequireString("curve_public_key_file"));
+  config.kms_public_key_file = ResolveConfigPath(base_dir, kms.RequireString("curve_public_key_file"));
 
   ConfigReader link = file.Section("link");
   config.station_endpoint = link.RequireString("listen");
   if (!config.station_endpoint.empty() && !IsEndpoint(config.station_endpoint)) {
     link.Fail("listen", "must be a ZeroMQ endpoint such as tcp://0.0.0.0:7200");
   }
-  config.curve_key_file = Resolve(base_dir, link.RequireString("curve_key_file"));
+  config.curve_key_file = ResolveConfigPath(base_dir, link.RequireString("curve_key_file"));
   config.heartbeat_timeout_ms =
       static_cast<int>(link.OptionalInt("heartbeat_timeout_ms", 5000, 500, 600000));
 

@@ -2,25 +2,16 @@
 #include "keyline/ecu_sim/ecu_simulator.h"
 
 namespace keyline::ecu_sim {
-namespace {
-
-std::filesystem::path Resolve(const std::filesystem::path& base_dir, const std::string& path) {
-  if (path.empty()) return {};
-  std::filesystem::path p(path);
-  return p.is_absolute() ? p : base_dir / p;
-}
-
-}  // namespace
 
 StatusOr<EcuSimConfig> LoadEcuSimConfig(const std::filesystem::path& path) {
   ASSIGN_OR_RETURN(ConfigReader file, ConfigReader::Load(path));
   std::filesystem::path base_dir = path.parent_path();
   EcuSimConfig config;
-  config.data_dir = Resolve(base_dir, file.RequireString("data_dir"));
+  config.data_dir = ResolveConfigPath(base_dir, file.RequireString("data_dir"));
 
   ConfigReader log = file.Section("log");
   config.log_level = log.OptionalString("level", "info");
-  if (log.Has("file")) config.log_file = Resolve(base_dir, log.RequireString("file"));
+  if (log.Has("file")) config.log_file = ResolveConfigPath(base_dir, log.RequireString("file"));
 
   ConfigReader ecu = file.Section("ecu");
   config.listen = ecu.RequireString("listen");
@@ -28,15 +19,15 @@ StatusOr<EcuSimConfig> LoadEcuSimConfig(const std::filesystem::path& path) {
       config.listen.rfind("ipc://", 0) != 0) {
     ecu.Fail("listen", "must be a ZeroMQ endpoint such as tcp://0.0.0.0:7300");
   }
-  config.curve_key_file = Resolve(base_dir, ecu.RequireString("curve_key_file"));
-  config.simulator.transport_key_file = Resolve(base_dir, ecu.RequireString("transport_key_file"));
-  config.simulator.state_key_file = Resolve(base_dir, ecu.RequireString("state_key_file"));
+  config.curve_key_file = ResolveConfigPath(base_dir, ecu.RequireString("curve_key_file"));
+  config.simulator.transport_key_file = ResolveConfigPath(base_dir, ecu.RequireString("transport_key_file"));
+  config.simulator.state_key_file = ResolveConfigPath(base_dir, ecu.RequireString("state_key_file"));
   config.simulator.state_file = config.data_dir / "ecu-sim.state";
 
   for (const ConfigReader& client : file.TableArray("client")) {
     EcuSimClient c;
     c.id = client.RequireString("id");
-    c.curve_public_key_file = Resolve(base_dir, client.RequireString("curve_public_key_file"));
+    c.curve_public_key_file = ResolveConfigPath(base_dir, client.RequireString("curve_public_key_file"));
     config.clients.push_back(std::move(c));
   }
 

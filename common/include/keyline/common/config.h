@@ -22,6 +22,11 @@
 
 namespace keyline {
 
+// A path from a config file: relative ones are relative to the file's directory `base_dir`,
+// so a service reads the same files whatever directory it was started from. Empty stays empty.
+std::filesystem::path ResolveConfigPath(const std::filesystem::path& base_dir,
+                                        const std::string& path);
+
 class ConfigReader {
  public:
   // Reads and parses a file; a syntax error names the file, line and column.
