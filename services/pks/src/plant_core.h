@@ -47,10 +47,6 @@ struct PlantCore {
   std::atomic<bool> contact_wanted{false};
   // Failed group writes seen so far; a change means memory may be ahead of the database.
   uint64_t failed_writes_seen = 0;
-  // Counters for status and tests.
-  std::atomic<uint64_t> packages_served{0};
-  std::atomic<uint64_t> packages_refused{0};
-  std::atomic<uint64_t> records_written{0};
 
   // Reloads `state` from the database if a group write failed since the last call: a failed
   // write took back changes that memory had already made. Call first in every handler.

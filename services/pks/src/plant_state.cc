@@ -16,7 +16,6 @@ namespace {
 
 constexpr char kConfigKey[] = "config";
 constexpr char kRecordSequenceKey[] = "record_sequence";
-constexpr char kStockOrderKey[] = "stock_order";
 constexpr char kRequestPrefix[] = "request/";
 constexpr char kBatchPrefix[] = "batch/";
 constexpr char kTransportPrefix[] = "transport/";
@@ -190,9 +189,6 @@ StatusOr<std::unique_ptr<PlantState>> PlantState::Load(broker::Database* databas
       }
     } else if (key == kRecordSequenceKey) {
       ASSIGN_OR_RETURN(state->record_sequence_, DecodeU64(value, key));
-    } else if (key == kStockOrderKey) {
-      ASSIGN_OR_RETURN(uint64_t order, DecodeU64(value, key));
-      state->last_stock_order_ = std::max(state->last_stock_order_, order);
     } else if (key.rfind(kRequestPrefix, 0) == 0) {
       ASSIGN_OR_RETURN(StockRequestEntry request, DecodeRequest(AsBytes(value), key));
       state->counts_[request.product].requested += request.count;
@@ -305,10 +301,8 @@ void PlantState::PutKeySet(rocksdb::WriteBatch& batch, KeySet ks) {
     Unindex(it->second);
     key_sets_.erase(it);
   }
-  if (ks.stock_order > last_stock_order_) {
-    last_stock_order_ = ks.stock_order;
-    Check(batch.Put(database_->Family(kMetaFamily), kStockOrderKey, EncodeU64(last_stock_order_)));
-  }
+  // Key sets are never deleted, so the highest order is always derivable from them.
+  last_stock_order_ = std::max(last_stock_order_, ks.stock_order);
   Index(ks);
   std::string id = ks.id;
   key_sets_.emplace(std::move(id), std::move(ks));

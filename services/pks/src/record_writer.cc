@@ -61,7 +61,6 @@ Status RecordOutcome(PlantCore& core, broker::WriteContext& write, KeySet key_se
   }
   core.state->PutRecordSequence(write.batch(), sequence);
   core.state->PutKeySet(write.batch(), std::move(key_set));
-  core.records_written.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
 }
 

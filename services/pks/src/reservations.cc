@@ -178,12 +178,9 @@ Status HandlePackageRequest(PlantCore& core, const broker::Delivery& delivery,
                    schemas::DecodeMessage<wire::KeyPackageRequest>(delivery.payload));
   ASSIGN_OR_RETURN(PackageAnswer answer, Reserve(core, write, delivery.peer, *request));
   if (answer.error != wire::PackageErrorCode::UNSPECIFIED) {
-    core.packages_refused.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("package refused to station {} for product \"{}\": {} ({})", delivery.peer,
                  schemas::Text(request->product()), wire::EnumNamePackageErrorCode(answer.error),
                  answer.message);
-  } else {
-    core.packages_served.fetch_add(1, std::memory_order_relaxed);
   }
   return SendPackage(write, delivery.peer, *request, answer);
 }
