@@ -101,11 +101,21 @@ StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& option
                                                                 : rocksdb::ColumnFamilyOptions());
   }
 
+  std::filesystem::path secondary_path = options.secondary_path;
+  if (options.secondary && secondary_path.empty()) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "keyline-read-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return UnavailableError("cannot create a temporary directory for reading " +
+                              options.path.string());
+    }
+    secondary_path = database->owned_secondary_dir_ = pattern;
+  }
+
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s;
   if (options.secondary) {
     s = rocksdb::DB::OpenAsSecondary(db_options, options.path.string(),
-                                     options.secondary_path.string(), descriptors,
+                                     secondary_path.string(), descriptors,
                                      &database->handles_, &raw);
   } else {
     s = rocksdb::DB::Open(db_options, options.path.string(), descriptors, &database->handles_,
@@ -124,13 +134,17 @@ StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& option
 }
 
 Database::~Database() {
-  if (db_ == nullptr) return;
-  for (auto* handle : handles_) {
-    rocksdb::Status s = db_->DestroyColumnFamilyHandle(handle);
+  if (db_ != nullptr) {
+    for (auto* handle : handles_) {
+      rocksdb::Status s = db_->DestroyColumnFamilyHandle(handle);
+      if (!s.ok()) spdlog::warn("closing {}: {}", path_.string(), s.ToString());
+    }
+    rocksdb::Status s = db_->Close();
     if (!s.ok()) spdlog::warn("closing {}: {}", path_.string(), s.ToString());
+    db_.reset();
   }
-  rocksdb::Status s = db_->Close();
-  if (!s.ok()) spdlog::warn("closing {}: {}", path_.string(), s.ToString());
+  std::error_code ec;
+  if (!owned_secondary_dir_.empty()) std::filesystem::remove_all(owned_secondary_dir_, ec);
 }
 
 rocksdb::ColumnFamilyHandle* Database::Family(std::string_view name) const {

@@ -32,16 +32,7 @@ StatusOr<std::unique_ptr<QueueInspector>> QueueInspector::Open(
                          " holds no Keyline data (no RocksDB database there or in db/)");
   }
   std::unique_ptr<QueueInspector> inspector(new QueueInspector());
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "keyline-queue-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return UnavailableError("cannot create a temporary directory for the secondary instance");
-  }
-  inspector->secondary_dir_ = pattern;
-  ASSIGN_OR_RETURN(inspector->database_,
-                   Database::Open({.path = db_dir,
-                                   .secondary = true,
-                                   .secondary_path = inspector->secondary_dir_}));
+  ASSIGN_OR_RETURN(inspector->database_, Database::Open({.path = db_dir, .secondary = true}));
   if (!inspector->database_->HasFamily(kBrokerColumnFamily)) {
     return NotFoundError(db_dir.string() + " has no broker queues (no 'broker' column family)");
   }
@@ -49,11 +40,7 @@ StatusOr<std::unique_ptr<QueueInspector>> QueueInspector::Open(
   return inspector;
 }
 
-QueueInspector::~QueueInspector() {
-  database_.reset();
-  std::error_code ec;
-  if (!secondary_dir_.empty()) std::filesystem::remove_all(secondary_dir_, ec);
-}
+QueueInspector::~QueueInspector() = default;
 
 PeerLinkView QueueInspector::LinkOf(const std::string& peer) const {
   PeerLinkView view;

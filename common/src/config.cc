@@ -265,6 +265,16 @@ std::string ConfigReader::RequireChoice(std::string_view key,
   return value;
 }
 
+std::string ConfigReader::RequireEndpoint(std::string_view key, std::string_view example) const {
+  std::string value = RequireString(key);
+  if (!shared_->first_error.ok()) return value;
+  for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"}) {
+    if (value.rfind(scheme, 0) == 0 && value.size() > scheme.size()) return value;
+  }
+  Fail(key, "= \"" + value + "\" must be a ZeroMQ endpoint such as " + std::string(example));
+  return value;
+}
+
 Status ConfigReader::Finish() const {
   if (!shared_->first_error.ok()) return shared_->first_error;
   // Walk every key in the file in document order; the first one nobody asked for is a typo.

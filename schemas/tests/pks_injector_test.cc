@@ -60,6 +60,7 @@ BOOST_AUTO_TEST_CASE(KeyPackageRoundTripsWithEveryField) {
   BOOST_TEST(CheckFixedBytes(key1->m1(), kM1Bytes, "m1").ok());
   BOOST_TEST(CheckFixedBytes(key1->m2(), kM2Bytes, "m2").ok());
   BOOST_TEST(CheckFixedBytes(key1->m3(), kM3Bytes, "m3").ok());
+  BOOST_TEST(CheckFixedBytes(key1->proof_digest(), kProofDigestBytes, "proof_digest").ok());
   BOOST_TEST(ToVector(Bytes(key1->m1())) == Counting(kM1Bytes, 0x81));
   BOOST_TEST(ToVector(Bytes(key1->m2())) == Counting(kM2Bytes, 0x91));
   BOOST_TEST(ToVector(Bytes(key1->m3())) == Counting(kM3Bytes, 0xd1));

@@ -198,10 +198,12 @@ std::vector<uint8_t> Sample<wire::KeyPackage>() {
   std::vector<flatbuffers::Offset<wire::PackageSlot>> slots = {
       wire::CreatePackageSlot(fbb, 1, 1, 7, 0x10, CountingBytes(fbb, kM1Bytes, 0x01),
                               CountingBytes(fbb, kM2Bytes, 0x21),
-                              CountingBytes(fbb, kM3Bytes, 0x61)),
+                              CountingBytes(fbb, kM3Bytes, 0x61),
+                              CountingBytes(fbb, kProofDigestBytes, 0x71)),
       wire::CreatePackageSlot(fbb, 4, 1, 8, 0x00, CountingBytes(fbb, kM1Bytes, 0x81),
                               CountingBytes(fbb, kM2Bytes, 0x91),
-                              CountingBytes(fbb, kM3Bytes, 0xd1)),
+                              CountingBytes(fbb, kM3Bytes, 0xd1),
+                              CountingBytes(fbb, kProofDigestBytes, 0xe1)),
   };
   const std::vector<uint8_t> uid = Counting(kEcuUidBytes, 1);
   fbb.Finish(wire::CreateKeyPackageDirect(fbb, "inj-req-991", "pkg-plant-a-000991", "ks-acme-0001",
@@ -234,7 +236,8 @@ uint64_t ReadAll(const wire::KeyPackage& m) {
             static_cast<uint64_t>(m.deadline_us()));
   acc = Mix(acc, SumTables<wire::PackageSlot>(m.slots(), [](const wire::PackageSlot& s) {
               uint64_t a = Mix(Mix(Mix(s.slot(), s.auth_slot()), s.counter()), s.flags());
-              return Mix(Mix(Mix(a, Sum(s.m1())), Sum(s.m2())), Sum(s.m3()));
+              return Mix(Mix(Mix(Mix(a, Sum(s.m1())), Sum(s.m2())), Sum(s.m3())),
+                         Sum(s.proof_digest()));
             }));
   if (m.error() != nullptr) {
     acc = Mix(Mix(acc, static_cast<uint64_t>(m.error()->code())), Sum(m.error()->message()));

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "keyline/schemas/message_types.h"
+#include "keyline/wire/injector_store_generated.h"
 
 namespace keyline {
 namespace {
@@ -97,6 +98,7 @@ KEYLINE_PIN_FIELD(PackageSlot, flags, FLAGS, 3, uint8_t);
 KEYLINE_PIN_FIELD(PackageSlot, m1, M1, 4, const flatbuffers::Vector<uint8_t>*);
 KEYLINE_PIN_FIELD(PackageSlot, m2, M2, 5, const flatbuffers::Vector<uint8_t>*);
 KEYLINE_PIN_FIELD(PackageSlot, m3, M3, 6, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(PackageSlot, proof_digest, PROOF_DIGEST, 7, const flatbuffers::Vector<uint8_t>*);
 KEYLINE_PIN_FIELD(KeyPackage, request_id, REQUEST_ID, 0, const flatbuffers::String*);
 KEYLINE_PIN_FIELD(KeyPackage, package_id, PACKAGE_ID, 1, const flatbuffers::String*);
 KEYLINE_PIN_FIELD(KeyPackage, key_set_id, KEY_SET_ID, 2, const flatbuffers::String*);
@@ -178,6 +180,41 @@ KEYLINE_PIN_ENUM(EcuError, NOT_ATTEMPTED, 9);
 KEYLINE_PIN_ENUM(RecordOutcome, UNSPECIFIED, 0);
 KEYLINE_PIN_ENUM(RecordOutcome, INJECTED, 1);
 KEYLINE_PIN_ENUM(RecordOutcome, BURNED, 2);
+
+// eol.fbs
+KEYLINE_PIN_FIELD(EolRequest, op, OP, 0, wire::EolOp);
+KEYLINE_PIN_FIELD(EolRequest, ecu_uid, ECU_UID, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(EolRequest, product, PRODUCT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolSlotOutcome, slot, SLOT, 0, uint8_t);
+KEYLINE_PIN_FIELD(EolSlotOutcome, ecu_error, ECU_ERROR, 1, wire::EcuError);
+KEYLINE_PIN_FIELD(EolSlotOutcome, attempts, ATTEMPTS, 2, uint16_t);
+KEYLINE_PIN_FIELD(EolReply, outcome, OUTCOME, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, message, MESSAGE, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, product, PRODUCT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, ecu_uid, ECU_UID, 3, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(EolReply, station, STATION, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, plant, PLANT, 5, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, key_set_id, KEY_SET_ID, 6, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, package_id, PACKAGE_ID, 7, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, slots, SLOTS,
+                  8, const flatbuffers::Vector<flatbuffers::Offset<wire::EolSlotOutcome>>*);
+KEYLINE_PIN_FIELD(EolReply, report, REPORT, 9, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(EolReply, repeated, REPEATED, 10, bool);
+KEYLINE_PIN_ENUM(EolOp, NONE, 0);
+KEYLINE_PIN_ENUM(EolOp, PROVISION, 1);
+
+// injector_store.fbs
+KEYLINE_PIN_FIELD(StoredProvisioning, state, STATE, 0, wire::ProvisioningState);
+KEYLINE_PIN_FIELD(StoredProvisioning, product, PRODUCT, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(StoredProvisioning, ecu_uid, ECU_UID, 2, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(StoredProvisioning, package, PACKAGE, 3, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(StoredProvisioning, attempts, ATTEMPTS, 4, uint16_t);
+KEYLINE_PIN_FIELD(StoredProvisioning, reply, REPLY, 5, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(StoredProvisioning, result_sequence, RESULT_SEQUENCE, 6, uint64_t);
+KEYLINE_PIN_FIELD(StoredProvisioning, updated_at_us, UPDATED_AT_US, 7, int64_t);
+KEYLINE_PIN_ENUM(ProvisioningState, UNSPECIFIED, 0);
+KEYLINE_PIN_ENUM(ProvisioningState, PACKAGE, 1);
+KEYLINE_PIN_ENUM(ProvisioningState, REPORTED, 2);
 
 #undef KEYLINE_PIN_FIELD
 #undef KEYLINE_PIN_ENUM

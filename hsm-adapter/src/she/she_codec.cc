@@ -1,5 +1,7 @@
 #include "she/she_codec.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <string>
 
@@ -95,6 +97,23 @@ std::string_view SheSlotName(uint8_t slot) {
       "KEY_3",      "KEY_4",          "KEY_5",        "KEY_6",    "KEY_7",   "KEY_8",
       "KEY_9",      "KEY_10",         "RAM_KEY",      "RESERVED"};
   return slot < 16 ? kNames[slot] : "INVALID";
+}
+
+}  // namespace keyline::hsm
+
+namespace keyline::hsm {
+
+SheProofDigest DigestSheProof(const SheProof& proof) {
+  // The personalisation string separates this use of BLAKE2b from any other.
+  static constexpr unsigned char kPersonal[crypto_generichash_blake2b_PERSONALBYTES] =
+      {'k', 'l', '-', 's', 'h', 'e', '-', 'p', 'r', 'o', 'o', 'f', '-', 'v', '1', 0};
+  std::array<uint8_t, sizeof(proof.m4) + sizeof(proof.m5)> input{};
+  std::copy(proof.m4.begin(), proof.m4.end(), input.begin());
+  std::copy(proof.m5.begin(), proof.m5.end(), input.begin() + proof.m4.size());
+  SheProofDigest digest{};
+  crypto_generichash_blake2b_salt_personal(digest.data(), digest.size(), input.data(),
+                                           input.size(), nullptr, 0, nullptr, kPersonal);
+  return digest;
 }
 
 }  // namespace keyline::hsm

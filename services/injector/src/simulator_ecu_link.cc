@@ -18,6 +18,8 @@ std::string_view EcuErrorName(EcuError error) {
     case EcuError::kNoAnswer: return "NO_ANSWER";
     case EcuError::kKeyInvalid: return "KEY_INVALID";
     case EcuError::kGeneralError: return "GENERAL_ERROR";
+    case EcuError::kWrongProof: return "WRONG_PROOF";
+    case EcuError::kNotAttempted: return "NOT_ATTEMPTED";
   }
   return "UNKNOWN";
 }

@@ -5,11 +5,6 @@
 namespace keyline::pks {
 namespace {
 
-bool IsEndpoint(const std::string& endpoint) {
-  return endpoint.rfind("tcp://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0 ||
-         endpoint.rfind("inproc://", 0) == 0;
-}
-
 StatusOr<PksConfig> Read(const ConfigReader& file, const std::filesystem::path& base_dir) {
   PksConfig config;
   config.data_dir = ResolveConfigPath(base_dir, file.RequireString("data_dir"));
@@ -22,17 +17,11 @@ StatusOr<PksConfig> Read(const ConfigReader& file, const std::filesystem::path& 
   config.hsm = hsm::ReadCustodyConfig(file.Section("hsm"), base_dir);
 
   ConfigReader kms = file.Section("kms");
-  config.kms_endpoint = kms.RequireString("connect");
-  if (!config.kms_endpoint.empty() && !IsEndpoint(config.kms_endpoint)) {
-    kms.Fail("connect", "must be a ZeroMQ endpoint such as tcp://kms.example:7100");
-  }
+  config.kms_endpoint = kms.RequireEndpoint("connect", "tcp://kms.example:7100");
   config.kms_public_key_file = ResolveConfigPath(base_dir, kms.RequireString("curve_public_key_file"));
 
   ConfigReader link = file.Section("link");
-  config.station_endpoint = link.RequireString("listen");
-  if (!config.station_endpoint.empty() && !IsEndpoint(config.station_endpoint)) {
-    link.Fail("listen", "must be a ZeroMQ endpoint such as tcp://0.0.0.0:7200");
-  }
+  config.station_endpoint = link.RequireEndpoint("listen", "tcp://0.0.0.0:7200");
   config.curve_key_file = ResolveConfigPath(base_dir, link.RequireString("curve_key_file"));
   config.heartbeat_timeout_ms =
       static_cast<int>(link.OptionalInt("heartbeat_timeout_ms", 5000, 500, 600000));

@@ -317,32 +317,16 @@ StatusOr<PksSnapshot> ReadPksStatus(const std::filesystem::path& data_dir) {
   if (!std::filesystem::exists(db_dir / "CURRENT", ec)) {
     return NotFoundError(data_dir.string() + " holds no PKS database (has it ever run?)");
   }
-  std::string pattern = (std::filesystem::temp_directory_path() / "keyline-pks-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return UnavailableError("cannot create a temporary directory for reading the database");
-  }
-  std::filesystem::path secondary(pattern);
   PksSnapshot snapshot;
   {
-    auto database = broker::Database::Open({.path = db_dir,
-                                            .column_families = PksColumnFamilies(),
-                                            .secondary = true,
-                                            .secondary_path = secondary});
-    if (!database.ok()) {
-      std::filesystem::remove_all(secondary, ec);
-      return database.status();
-    }
-    auto caught_up = (*database)->CatchUp();
-    auto state = caught_up.ok() ? PlantState::Load(database->get(), "")
-                                : StatusOr<std::unique_ptr<PlantState>>(caught_up);
-    if (!state.ok()) {
-      database->reset();
-      std::filesystem::remove_all(secondary, ec);
-      return state.status();
-    }
-    snapshot = PksServiceImpl::SnapshotOf(**state);
+    ASSIGN_OR_RETURN(std::unique_ptr<broker::Database> database,
+                     broker::Database::Open({.path = db_dir,
+                                             .column_families = PksColumnFamilies(),
+                                             .secondary = true}));
+    RETURN_IF_ERROR(database->CatchUp());
+    ASSIGN_OR_RETURN(std::unique_ptr<PlantState> state, PlantState::Load(database.get(), ""));
+    snapshot = PksServiceImpl::SnapshotOf(*state);
   }
-  std::filesystem::remove_all(secondary, ec);
 
   ASSIGN_OR_RETURN(std::unique_ptr<broker::QueueInspector> inspector,
                    broker::QueueInspector::Open(data_dir));

@@ -90,7 +90,9 @@ StatusOr<std::vector<SlotLoad>> PlantKeys::ComputeLoads(const std::string& plant
     request.fields.counter = slot.counter;
     request.flags = slot.flags;
     ASSIGN_OR_RETURN(hsm::SheLoadMessages messages, custody_->ComputeSheLoad(request));
-    loads.push_back(SlotLoad{slot, messages});
+    ASSIGN_OR_RETURN(hsm::SheProof expected, custody_->ComputeSheProof(request.new_key,
+                                                                       request.fields));
+    loads.push_back(SlotLoad{slot, messages, hsm::DigestSheProof(expected)});
     loaded.push_back(slot.slot);
   }
   return loads;

@@ -22,6 +22,7 @@ struct KeySet;
 struct SlotLoad {
   SlotConfig layout;
   hsm::SheLoadMessages messages;
+  hsm::SheProofDigest proof_digest{};  // of the M4/M5 the ECU must answer
 };
 
 // What the ECU answered for one slot, as the injector reported it.
@@ -55,7 +56,8 @@ class PlantKeys {
   [[nodiscard]] StatusOr<hsm::KeyHandle> TransportKey(const std::string& ref,
                                                       const std::vector<uint8_t>& wrapped);
 
-  // Opens `key_set` and computes M1..M3 for every slot of `layout` (load order) for `uid`.
+  // Opens `key_set` and computes M1..M3 for every slot of `layout` (load order) for `uid`,
+  // with the digest of the proof each load must bring back.
   // kDataLoss / kPermissionDenied: the key set does not open here (tampered, or sealed for
   // another plant) and must never be served; other errors are the HSM's (retry later).
   [[nodiscard]] StatusOr<std::vector<SlotLoad>> ComputeLoads(

@@ -42,7 +42,7 @@ Status SendPackage(broker::WriteContext& write, const std::string& station,
     slots.push_back(wire::CreatePackageSlot(
         fbb, load.layout.slot, load.layout.auth_slot, load.layout.counter, load.layout.flags,
         schemas::CreateBytes(fbb, load.messages.m1), schemas::CreateBytes(fbb, load.messages.m2),
-        schemas::CreateBytes(fbb, load.messages.m3)));
+        schemas::CreateBytes(fbb, load.messages.m3), schemas::CreateBytes(fbb, load.proof_digest)));
   }
   flatbuffers::Offset<wire::PackageError> error = 0;
   if (answer.error != wire::PackageErrorCode::UNSPECIFIED) {

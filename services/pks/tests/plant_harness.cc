@@ -354,7 +354,8 @@ std::vector<PackageView> PlantHarness::PackagesOf(const std::string& station) {
       for (const auto* s : *p->slots()) {
         view.slots.push_back({s->slot(), s->auth_slot(), s->flags(), s->counter(),
                               Copy(schemas::Bytes(s->m1())), Copy(schemas::Bytes(s->m2())),
-                              Copy(schemas::Bytes(s->m3()))});
+                              Copy(schemas::Bytes(s->m3())),
+                              Copy(schemas::Bytes(s->proof_digest()))});
       }
     }
     packages.push_back(std::move(view));
@@ -437,6 +438,9 @@ bool PlantHarness::PackageIsCorrect(const PackageView& package, const hsm::SheUi
         Copy(expected->m3) != slot.m3) {
       return false;
     }
+    // The digest the injector checks the ECU's answer against: of the true M4/M5.
+    auto proof = oem_->ComputeSheProof(keys.at(i), request.fields);
+    if (!proof.ok() || Copy(hsm::DigestSheProof(*proof)) != slot.proof_digest) return false;
   }
   return true;
 }

@@ -79,6 +79,7 @@ struct PackageView {
     uint8_t slot = 0, auth_slot = 0, flags = 0;
     uint32_t counter = 0;
     std::vector<uint8_t> m1, m2, m3;
+    std::vector<uint8_t> proof_digest;
   };
   std::vector<Slot> slots;
 };
@@ -147,6 +148,14 @@ class PlantHarness {
   }
 
   // --- stations and the ECU ---
+  // What an injector agent needs to play a station: its key pair (registered at the PKS by
+  // Configure), where the PKS listens and its public key, and the ECUs' factory key (hex file).
+  const broker::CurveKeyPair& station_keys(const std::string& station) const {
+    return station_curves_.at(station);
+  }
+  const std::string& station_endpoint() const { return station_endpoint_; }
+  const broker::CurvePublicKey& pks_public_key() const { return pks_curve_.public_key(); }
+  std::filesystem::path transport_key_file() const { return dir() / "transport.hex"; }
   void StartStation(const std::string& station);
   void StopStation(const std::string& station);
   TestPeer& station(const std::string& name);

@@ -14,11 +14,7 @@ StatusOr<EcuSimConfig> LoadEcuSimConfig(const std::filesystem::path& path) {
   if (log.Has("file")) config.log_file = ResolveConfigPath(base_dir, log.RequireString("file"));
 
   ConfigReader ecu = file.Section("ecu");
-  config.listen = ecu.RequireString("listen");
-  if (!config.listen.empty() && config.listen.rfind("tcp://", 0) != 0 &&
-      config.listen.rfind("ipc://", 0) != 0) {
-    ecu.Fail("listen", "must be a ZeroMQ endpoint such as tcp://0.0.0.0:7300");
-  }
+  config.listen = ecu.RequireEndpoint("listen", "tcp://0.0.0.0:7300");
   config.curve_key_file = ResolveConfigPath(base_dir, ecu.RequireString("curve_key_file"));
   config.simulator.transport_key_file = ResolveConfigPath(base_dir, ecu.RequireString("transport_key_file"));
   config.simulator.state_key_file = ResolveConfigPath(base_dir, ecu.RequireString("state_key_file"));

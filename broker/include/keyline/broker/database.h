@@ -30,7 +30,8 @@ struct DatabaseOptions {
   // The service's own column families (besides "default" and "broker"). Default: none.
   std::vector<std::string> column_families;
   // Open as a read-only secondary instance that follows a live primary (keyline-queue).
-  // `secondary_path` is where the secondary keeps its own small state. Default: primary.
+  // `secondary_path` is where the secondary keeps its own small state; empty: a temporary
+  // directory that is removed when the Database closes. Default: primary.
   bool secondary = false;
   std::filesystem::path secondary_path;
 };
@@ -60,6 +61,7 @@ class Database {
  private:
   Database() = default;
   std::filesystem::path path_;
+  std::filesystem::path owned_secondary_dir_;  // removed on close
   std::vector<std::string> names_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<rocksdb::DB> db_;

@@ -67,7 +67,6 @@ class QueueInspector {
   QueueInspector() = default;
   PeerLinkView LinkOf(const std::string& peer) const;
   std::unique_ptr<Database> database_;
-  std::filesystem::path secondary_dir_;
 };
 
 }  // namespace keyline::broker

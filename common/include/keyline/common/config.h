@@ -51,6 +51,9 @@ class ConfigReader {
   std::vector<std::string> OptionalStringList(std::string_view key) const;
   // A string that must be one of `choices` ("continuous" | "interval").
   std::string RequireChoice(std::string_view key, const std::vector<std::string>& choices) const;
+  // A ZeroMQ endpoint (tcp://, ipc:// or inproc://); `example` shows the expected form in the
+  // error, e.g. "tcp://0.0.0.0:7200".
+  std::string RequireEndpoint(std::string_view key, std::string_view example) const;
   bool Has(std::string_view key) const;
 
   // Records an error about `key` found by the caller's own validation ("must be 30 hex digits").

@@ -78,6 +78,13 @@ struct SheProofCheck {
   bool Proves(const SheUid& expected_uid, uint8_t expected_slot, uint32_t expected_counter) const;
 };
 
+// A one-way digest of an expected proof (BLAKE2b-256 over M4 | M5, domain-separated). The PKS
+// sends it with each slot's M1..M3 so that the injector can check the ECU's answer on the spot
+// without learning M4/M5 in advance: a station that never loaded the key cannot make up a proof
+// that matches, and the PKS still checks the proof itself.
+using SheProofDigest = std::array<uint8_t, 32>;
+SheProofDigest DigestSheProof(const SheProof& proof);
+
 // Checks ranges: 4-bit slots, 28-bit counter, 5-bit flags, wildcard UID. Errors name the field.
 [[nodiscard]] Status ValidateSheFields(const SheProofFields& fields);
 [[nodiscard]] Status ValidateSheFlags(uint32_t flags);

@@ -24,6 +24,7 @@ inline constexpr size_t kM2Bytes = 32;
 inline constexpr size_t kM3Bytes = 16;
 inline constexpr size_t kM4Bytes = 32;
 inline constexpr size_t kM5Bytes = 16;
+inline constexpr size_t kProofDigestBytes = 32;  // PackageSlot.proof_digest
 inline constexpr size_t kCurvePublicKeyBytes = 32;  // Station.curve_public_key
 inline constexpr size_t kSignatureBytes = 64;       // Ed25519, InjectionRecord.signature
 

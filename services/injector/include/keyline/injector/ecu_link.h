@@ -27,6 +27,9 @@ enum class EcuError : uint8_t {
   kNoAnswer = 5,           // could not be reached, or power lost before the answer
   kKeyInvalid = 6,
   kGeneralError = 7,
+  // The injector's own verdicts; an EcuLink never returns these.
+  kWrongProof = 8,         // the ECU answered, but M4/M5 do not match the expected proof
+  kNotAttempted = 9,       // not loaded because an earlier slot failed
 };
 std::string_view EcuErrorName(EcuError error);
 

@@ -1,0 +1,83 @@
+// The injector's one job: provision ECU `uid` as product P, once.
+//
+//   1. The journal has a REPORTED entry: answer what was answered then (repeated).
+//   2. Else the KeyPackage: from the journal (an earlier call or a crash left it), or a
+//      KeyPackageRequest through the durable outbox to the PKS and a wait for the answer.
+//   3. Count the attempt durably, load every slot through the EcuLink, check each proof.
+//   4. In ONE write: the InjectionResult into the outbox and the journal entry REPORTED.
+//   5. Wait a little for the PKS's acknowledgement (it recorded the result), then answer.
+//
+// Calls are served one at a time: there is one ECU link and one ECU on the station.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "keyline/injector/ecu_link.h"
+#include "keyline/injector/provision_outcome.h"
+#include "journal.h"
+#include "slot_loader.h"
+
+namespace keyline::broker {
+class MessageStore;
+class WriteContext;
+struct Delivery;
+}  // namespace keyline::broker
+
+namespace keyline::injector {
+
+// The PKS's stream names as this station sees them (services/pks/src/plant_core.h).
+inline constexpr char kRequestsStream[] = "requests";
+
+struct ProvisionerOptions {
+  std::string station;
+  std::string plant;
+  LoadPolicy load;
+  std::chrono::milliseconds package_timeout{10000};
+  std::chrono::milliseconds ack_wait{2000};
+};
+
+class Provisioner {
+ public:
+  // `store`, `journal` and `ecu` must outlive the provisioner.
+  Provisioner(broker::MessageStore* store, const Journal* journal, EcuLink* ecu,
+              ProvisionerOptions options);
+
+  // The PKS link's DeliveryHandler: KeyPackages go to the journal (in the delivery's write)
+  // and to the call waiting for them.
+  Status OnDelivery(const broker::Delivery& delivery, broker::WriteContext& write);
+
+  ProvisionOutcome Provision(const EcuUid& uid, const std::string& product);
+
+ private:
+  // The package for (product, uid): the journal's, else fetched from the PKS. Fills `out` and
+  // returns an empty vector when there is none to load.
+  std::vector<uint8_t> PackageFor(const EcuUid& uid, const std::string& product,
+                                  const std::optional<JournalEntry>& entry, ProvisionOutcome& out);
+  std::vector<uint8_t> FetchPackage(const EcuUid& uid, const std::string& product,
+                                    ProvisionOutcome& out);
+  ProvisionOutcome LoadAndReport(const EcuUid& uid, const std::string& product,
+                                 std::vector<uint8_t> package_bytes, uint16_t attempts,
+                                 ProvisionOutcome out);
+  std::string ReportState(uint64_t result_sequence) const;
+
+  broker::MessageStore* store_;
+  const Journal* journal_;
+  EcuLink* ecu_;
+  ProvisionerOptions options_;
+
+  std::mutex call_mu_;  // one provisioning at a time
+
+  std::mutex mu_;  // guards the two below; the link's thread fills them
+  std::condition_variable arrived_cv_;
+  std::set<std::string> awaited_;                         // request ids a call waits for
+  std::map<std::string, std::vector<uint8_t>> arrived_;   // request id -> KeyPackage bytes
+  uint64_t request_counter_ = 0;
+};
+
+}  // namespace keyline::injector
