@@ -72,6 +72,7 @@ StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& option
   db_options.create_if_missing = !options.secondary;
   db_options.create_missing_column_families = !options.secondary;
   db_options.max_background_jobs = 2;
+  db_options.allow_fallocate = options.preallocate_files;
   db_options.info_log = std::make_shared<RocksToSpdlog>();
   // Keep the WAL bounded even when one column family is written much less than another.
   db_options.max_total_wal_size = 256ull << 20;

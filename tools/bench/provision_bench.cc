@@ -12,6 +12,9 @@
 // injector is a separate machine with its own disk, and C injectors fsyncing on this one disk
 // would measure the disk's queue, not the PKS. The PKS's own writes are synced on the real
 // disk (the temp directory), as in production.
+#include <linux/magic.h>
+#include <sys/vfs.h>
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -75,15 +78,22 @@ double Percentile(std::vector<uint32_t> values, double p) {
   return values[index] / 1000.0;
 }
 
+bool IsTmpfs(const std::filesystem::path& dir) {
+  struct statfs info {};
+  return ::statfs(dir.c_str(), &info) == 0 && info.f_type == TMPFS_MAGIC;
+}
+
 // One broker endpoint of the bench (the KMS stand-in, or an injector): its own RocksDB and
 // outbox; deliveries go to `on_delivery`.
 struct Endpoint {
   std::unique_ptr<broker::Database> database;
   std::unique_ptr<broker::MessageStore> store;
+  // `on_tmpfs`: the simulated injectors' stores (--injector-dir, /dev/shm by default).
   static StatusOr<std::unique_ptr<Endpoint>> Open(const std::filesystem::path& dir,
-                                                  const std::string& name) {
+                                                  const std::string& name, bool on_tmpfs) {
     auto endpoint = std::make_unique<Endpoint>();
-    ASSIGN_OR_RETURN(endpoint->database, broker::Database::Open({.path = dir}));
+    ASSIGN_OR_RETURN(endpoint->database,
+                     broker::Database::Open({.path = dir, .preallocate_files = !on_tmpfs}));
     ASSIGN_OR_RETURN(endpoint->store, broker::MessageStore::Open(endpoint->database.get(), {.self = name}));
     return endpoint;
   }
@@ -96,7 +106,7 @@ class Injector {
 
   Status Start(const std::filesystem::path& dir, const std::string& pks_endpoint,
                const broker::CurvePublicKey& pks_key) {
-    ASSIGN_OR_RETURN(endpoint_, Endpoint::Open(dir, station_));
+    ASSIGN_OR_RETURN(endpoint_, Endpoint::Open(dir, station_, IsTmpfs(dir)));
     broker::LinkOptions link;
     ASSIGN_OR_RETURN(client_, broker::LinkClient::Start(
                                   endpoint_->store.get(),
@@ -250,7 +260,7 @@ class BenchPlant {
     }
     // The KMS stand-in.
     RETURN_IF_ERROR(kms_registry_.Add(pks_curve_.public_key(), kPlant));
-    ASSIGN_OR_RETURN(kms_, Endpoint::Open(dir / "kms", "kms"));
+    ASSIGN_OR_RETURN(kms_, Endpoint::Open(dir / "kms", "kms", false));
     ASSIGN_OR_RETURN(kms_server_, broker::LinkServer::Start(
                                       kms_->store.get(),
                                       [](const broker::Delivery&, broker::WriteContext&) { return Status::Ok(); },

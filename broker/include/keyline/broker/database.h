@@ -34,6 +34,9 @@ struct DatabaseOptions {
   // directory that is removed when the Database closes. Default: primary.
   bool secondary = false;
   std::filesystem::path secondary_path;
+  // Preallocate WAL and table files (fallocate). Default true: on a disk it saves metadata
+  // updates on every sync. On tmpfs it only zeroes memory up front: pass false there.
+  bool preallocate_files = true;
 };
 
 class Database {
