@@ -92,7 +92,7 @@ StatusOr<std::vector<SlotLoad>> PlantKeys::ComputeLoads(const std::string& plant
     ASSIGN_OR_RETURN(hsm::SheLoadMessages messages, custody_->ComputeSheLoad(request));
     ASSIGN_OR_RETURN(hsm::SheProof expected, custody_->ComputeSheProof(request.new_key,
                                                                        request.fields));
-    loads.push_back(SlotLoad{slot, messages, hsm::DigestSheProof(expected)});
+    loads.push_back(SlotLoad{slot, messages, expected, hsm::DigestSheProof(expected)});
     loaded.push_back(slot.slot);
   }
   return loads;
@@ -103,9 +103,17 @@ StatusOr<std::vector<SlotVerdict>> PlantKeys::CheckProofs(const std::string& pla
                                                           const std::vector<SlotConfig>& layout,
                                                           const hsm::SheUid& uid,
                                                           const std::vector<SlotReport>& reports) {
-  ASSIGN_OR_RETURN(std::vector<hsm::ScopedKey> keys, Open(plant_id, key_set));
+  const std::vector<hsm::SheProof>* expected =
+      key_set.reservation && key_set.reservation->expected_proofs.size() == layout.size()
+          ? &key_set.reservation->expected_proofs
+          : nullptr;
+  std::vector<hsm::ScopedKey> keys;
+  if (expected == nullptr) {
+    ASSIGN_OR_RETURN(keys, Open(plant_id, key_set));
+  }
   std::vector<SlotVerdict> verdicts;
-  for (const SlotConfig& slot : layout) {
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const SlotConfig& slot = layout[i];
     SlotVerdict verdict;
     verdict.layout = slot;
     std::string name = "slot " + std::to_string(slot.slot);
@@ -121,9 +129,16 @@ StatusOr<std::vector<SlotVerdict>> PlantKeys::CheckProofs(const std::string& pla
       if (!report->proof) {
         verdict.problem = name + ": " + report->ecu_error;
       } else {
-        ASSIGN_OR_RETURN(hsm::SheProofCheck check,
-                         custody_->CheckSheProof(keys[*index].get(), *report->proof));
-        if (!check.Proves(uid, slot.slot, slot.counter) || check.auth_slot != slot.auth_slot) {
+        bool proves = false;
+        if (expected != nullptr) {
+          // M4/M5 are a deterministic function of key, UID, slots and counter.
+          proves = (*expected)[i].m4 == report->proof->m4 && (*expected)[i].m5 == report->proof->m5;
+        } else {
+          ASSIGN_OR_RETURN(hsm::SheProofCheck check,
+                           custody_->CheckSheProof(keys[*index].get(), *report->proof));
+          proves = check.Proves(uid, slot.slot, slot.counter) && check.auth_slot == slot.auth_slot;
+        }
+        if (!proves) {
           verdict.problem = name + ": WRONG_PROOF (M4/M5 do not prove this load)";
         } else if (report->ecu_error != "NONE") {
           verdict.problem = name + ": " + report->ecu_error;

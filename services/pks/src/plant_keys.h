@@ -22,7 +22,8 @@ struct KeySet;
 struct SlotLoad {
   SlotConfig layout;
   hsm::SheLoadMessages messages;
-  hsm::SheProofDigest proof_digest{};  // of the M4/M5 the ECU must answer
+  hsm::SheProof expected;              // the M4/M5 the ECU must answer
+  hsm::SheProofDigest proof_digest{};  // of `expected`, for the injector
 };
 
 // What the ECU answered for one slot, as the injector reported it.
@@ -64,7 +65,8 @@ class PlantKeys {
       const std::string& plant_id, const KeySet& key_set, const std::vector<SlotConfig>& layout,
       hsm::KeyHandle transport_key, const hsm::SheUid& uid);
 
-  // Checks the reported M4/M5 of every slot of `layout` against the keys of `key_set`.
+  // Checks the reported M4/M5 of every slot of `layout`: against the proofs the reservation
+  // expects when it holds them (no key is opened), else against the keys of `key_set`.
   [[nodiscard]] StatusOr<std::vector<SlotVerdict>> CheckProofs(
       const std::string& plant_id, const KeySet& key_set, const std::vector<SlotConfig>& layout,
       const hsm::SheUid& uid, const std::vector<SlotReport>& reports);

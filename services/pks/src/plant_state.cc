@@ -59,10 +59,16 @@ std::vector<uint8_t> EncodeKeySet(const KeySet& ks) {
       layout.push_back(
           wire::CreateSlotLayout(fbb, slot.slot, slot.auth_slot, slot.counter, slot.flags));
     }
+    std::vector<flatbuffers::Offset<wire::ExpectedProof>> proofs;
+    for (size_t i = 0; i < r.expected_proofs.size() && i < r.layout.size(); ++i) {
+      proofs.push_back(wire::CreateExpectedProof(fbb, r.layout[i].slot,
+                                                 schemas::CreateBytes(fbb, r.expected_proofs[i].m4),
+                                                 schemas::CreateBytes(fbb, r.expected_proofs[i].m5)));
+    }
     reservation = wire::CreateStoredReservation(
         fbb, fbb.CreateString(r.package_id), fbb.CreateString(r.request_id),
         fbb.CreateString(r.station), schemas::CreateBytes(fbb, r.ecu_uid), r.reserved_at_us,
-        r.deadline_us, fbb.CreateVector(layout));
+        r.deadline_us, fbb.CreateVector(layout), proofs.empty() ? 0 : fbb.CreateVector(proofs));
   }
   auto root = wire::CreateStoredKeySet(
       fbb, fbb.CreateString(ks.id), fbb.CreateString(ks.product), fbb.CreateString(ks.batch_id),
@@ -110,6 +116,19 @@ StatusOr<KeySet> DecodeKeySet(std::span<const uint8_t> bytes, const std::string&
       }
     }
     if (reservation.layout.empty()) return DataLossError(what + ": reservation without a layout");
+    if (r->expected_proofs() != nullptr) {
+      if (r->expected_proofs()->size() != reservation.layout.size()) {
+        return DataLossError(what + ": expected proofs do not match the layout");
+      }
+      for (const wire::ExpectedProof* proof : *r->expected_proofs()) {
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(proof->m4(), schemas::kM4Bytes, what + " m4"));
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(proof->m5(), schemas::kM5Bytes, what + " m5"));
+        hsm::SheProof expected;
+        std::copy_n(proof->m4()->data(), expected.m4.size(), expected.m4.begin());
+        std::copy_n(proof->m5()->data(), expected.m5.size(), expected.m5.begin());
+        reservation.expected_proofs.push_back(expected);
+      }
+    }
     ks.reservation = std::move(reservation);
   }
   if (ks.id != key) return DataLossError(what + ": holds key set \"" + ks.id + "\"");

@@ -49,6 +49,9 @@ struct Reservation {
   int64_t reserved_at_us = 0;
   int64_t deadline_us = 0;
   std::vector<SlotConfig> layout;  // as used for the package (see pks_store.fbs)
+  // The M4/M5 each layout slot's load must bring back, in layout order; empty in a
+  // reservation stored by an older release (the proof is then checked with the keys).
+  std::vector<hsm::SheProof> expected_proofs;
 };
 
 struct KeySet {

@@ -160,6 +160,7 @@ StatusOr<PackageAnswer> Reserve(PlantCore& core, broker::WriteContext& write,
       RETURN_IF_ERROR(RecordOutcome(core, write, std::move(reserved), {}, reason));
       continue;
     }
+    for (const SlotLoad& load : *loads) reserved.reservation->expected_proofs.push_back(load.expected);
     std::string id = reserved.id;
     core.state->PutKeySet(write.batch(), std::move(reserved));
     RETURN_IF_ERROR(Replenish(core, write, product_name));
