@@ -30,5 +30,7 @@ struct CommandContext {
 void RegisterSheCommands(CLI::App& root, CommandContext& context);
 // admin_commands.cc: oem, product, plant, station, sync-policy, verification, audit, status.
 void RegisterAdminCommands(CLI::App& root, CommandContext& context);
+// keys_command.cc: `keylinectl keys generate curve|hsm-master|hex`.
+void RegisterKeysCommands(CLI::App& root, CommandContext& context);
 
 }  // namespace keyline::keylinectl

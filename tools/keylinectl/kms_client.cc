@@ -21,6 +21,8 @@ std::string FromEnv(const std::string& value, const char* variable, const std::s
 void KmsConnection::AddOptions(CLI::App& command) {
   command.add_option("--kms", endpoint, "KMS admin endpoint (env KEYLINE_KMS; default tcp://127.0.0.1:7200)");
   command.add_option("--kms-curve-key", curve_key, "the KMS's Curve public key, Z85 (env KEYLINE_KMS_CURVE_KEY)");
+  command.add_option("--kms-curve-key-file", curve_key_file,
+                     "or a file holding it (env KEYLINE_KMS_CURVE_KEY_FILE)");
   command.add_option("--admin-key", admin_key_file, "admin Curve key pair file (env KEYLINE_ADMIN_KEY)");
 }
 
@@ -28,10 +30,18 @@ StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(const KmsConnection& con
   broker::RpcClient::Options options;
   options.server_endpoint = FromEnv(connection.endpoint, "KEYLINE_KMS", "tcp://127.0.0.1:7200");
   const std::string curve = FromEnv(connection.curve_key, "KEYLINE_KMS_CURVE_KEY");
-  if (curve.empty()) {
-    return InvalidArgumentError("--kms-curve-key (or KEYLINE_KMS_CURVE_KEY) is needed: the KMS's Curve public key");
+  const std::string curve_file = FromEnv(connection.curve_key_file, "KEYLINE_KMS_CURVE_KEY_FILE");
+  if (!curve.empty()) {
+    ASSIGN_OR_RETURN(options.server_key, broker::CurvePublicKeyFromZ85(curve, "--kms-curve-key"));
+  } else if (!curve_file.empty()) {
+    auto key = broker::LoadCurvePublicKeyFile(curve_file);
+    if (!key.ok()) return InvalidArgumentError("--kms-curve-key-file: " + key.status().message());
+    options.server_key = *key;
+  } else {
+    return InvalidArgumentError(
+        "--kms-curve-key (or KEYLINE_KMS_CURVE_KEY, or a file in --kms-curve-key-file / "
+        "KEYLINE_KMS_CURVE_KEY_FILE) is needed: the KMS's Curve public key");
   }
-  ASSIGN_OR_RETURN(options.server_key, broker::CurvePublicKeyFromZ85(curve, "--kms-curve-key"));
   const std::string key_file = FromEnv(connection.admin_key_file, "KEYLINE_ADMIN_KEY");
   if (key_file.empty()) {
     return InvalidArgumentError("--admin-key (or KEYLINE_ADMIN_KEY) is needed: this admin's Curve key file");

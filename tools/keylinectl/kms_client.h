@@ -4,6 +4,8 @@
 // Where to connect comes from options or the environment:
 //   --kms ENDPOINT        KEYLINE_KMS            default tcp://127.0.0.1:7200
 //   --kms-curve-key Z85   KEYLINE_KMS_CURVE_KEY  the KMS's Curve public key (keyline-kms keys)
+//   --kms-curve-key-file F  KEYLINE_KMS_CURVE_KEY_FILE  or a file holding it ("public = <z85>"
+//                         or one line of Z85), used when no Z85 is given
 //   --admin-key FILE      KEYLINE_ADMIN_KEY      this admin's key pair file (keyline-kms admin-key)
 #pragma once
 
@@ -27,9 +29,10 @@ namespace keyline::keylinectl {
 struct KmsConnection {
   std::string endpoint;
   std::string curve_key;
+  std::string curve_key_file;
   std::string admin_key_file;
 
-  // Adds --kms, --kms-curve-key, --admin-key to a subcommand.
+  // Adds --kms, --kms-curve-key, --kms-curve-key-file, --admin-key to a subcommand.
   void AddOptions(CLI::App& command);
 };
 

@@ -3,12 +3,21 @@
 #define BOOST_TEST_MODULE keylinectl
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "keyline/broker/curve_keys.h"
+#include "keyline/hsm/she_store_seal.h"
+#include "keyline/hsm/software_custody.h"
 
 namespace {
 
@@ -182,6 +191,164 @@ BOOST_AUTO_TEST_CASE(MistypedOptionDoesNotEchoTheKey) {
 
 BOOST_AUTO_TEST_CASE(MissingOptionIsOneLineAndExitTwo) {
   ExpectUsageError(Keylinectl({"she", "compute", "--auth-key", "00"}), "is required");
+}
+
+// ---- keys generate: the files the services read -------------------------------------------
+
+namespace fs = std::filesystem;
+
+// A fresh directory per test case, removed afterwards.
+struct KeyDir {
+  KeyDir() {
+    std::string pattern = (fs::temp_directory_path() / "keylinectl-keys-XXXXXX").string();
+    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~KeyDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  fs::path path;
+};
+
+unsigned Mode(const std::string& path) {
+  struct stat info {};
+  BOOST_REQUIRE(::stat(path.c_str(), &info) == 0);
+  return info.st_mode & 0777;
+}
+
+std::string Contents(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+BOOST_AUTO_TEST_CASE(CurvePairIsLoadableAndItsPublicFileMatches) {
+  KeyDir dir;
+  Run run = Keylinectl({"keys", "generate", "curve", "--secret-out", dir / "pks.curve.secret",
+                        "--public-out", dir / "pks.curve.pub"});
+  BOOST_TEST(run.status == 0, run.err);
+  BOOST_TEST(std::regex_match(run.out, std::regex("[0-9A-Za-z.:+=^!/*?&<>()\\[\\]{}@%$#-]{40}\n")),
+             run.out);
+  BOOST_TEST(Mode(dir / "pks.curve.secret") == 0600u);
+  BOOST_TEST(Mode(dir / "pks.curve.pub") == 0644u);
+  auto pair = keyline::broker::CurveKeyPair::Load(dir / "pks.curve.secret");
+  BOOST_REQUIRE_MESSAGE(pair.ok(), pair.status().message());
+  auto pub = keyline::broker::LoadCurvePublicKeyFile(dir / "pks.curve.pub");
+  BOOST_REQUIRE_MESSAGE(pub.ok(), pub.status().message());
+  BOOST_TEST((*pub == pair->public_key()));
+  const std::string z85 = keyline::broker::CurvePublicKeyToZ85(*pub);
+  BOOST_TEST(run.out == z85 + "\n");
+  BOOST_TEST(Contents(dir / "pks.curve.pub") == "public = " + z85 + "\n");
+}
+
+BOOST_AUTO_TEST_CASE(TwoCurvePairsDiffer) {
+  KeyDir dir;
+  Run a = Keylinectl({"keys", "generate", "curve", "--secret-out", dir / "a"});
+  Run b = Keylinectl({"keys", "generate", "curve", "--secret-out", dir / "b"});
+  BOOST_TEST(a.status == 0, a.err);
+  BOOST_TEST(b.status == 0, b.err);
+  BOOST_TEST(a.out != b.out);
+}
+
+BOOST_AUTO_TEST_CASE(AnExistingFileIsNeverOverwritten) {
+  KeyDir dir;
+  BOOST_REQUIRE(Keylinectl({"keys", "generate", "hsm-master", "--out", dir / "master.key"}).status == 0);
+  const std::string before = Contents(dir / "master.key");
+  Run again = Keylinectl({"keys", "generate", "hsm-master", "--out", dir / "master.key"});
+  BOOST_TEST(again.status == 1);
+  BOOST_TEST(again.err.find("exists; not overwriting a key file") != std::string::npos, again.err);
+  BOOST_TEST((Contents(dir / "master.key") == before));
+
+  // A pair whose public file exists is refused before the secret file is written.
+  { std::ofstream(dir / "taken.pub") << "x\n"; }
+  Run curve = Keylinectl({"keys", "generate", "curve", "--secret-out", dir / "new.secret",
+                          "--public-out", dir / "taken.pub"});
+  BOOST_TEST(curve.status == 1);
+  BOOST_TEST(!fs::exists(dir / "new.secret"));
+
+  Run hex = Keylinectl({"keys", "generate", "hex", "--bytes", "16", "--out", dir / "taken.pub"});
+  BOOST_TEST(hex.status == 1);
+  BOOST_TEST(Contents(dir / "taken.pub") == "x\n");
+}
+
+BOOST_AUTO_TEST_CASE(HsmMasterKeyOpensTheSoftwareCustody) {
+  KeyDir dir;
+  Run run = Keylinectl({"keys", "generate", "hsm-master", "--out", dir / "kms.hsm-master.key"});
+  BOOST_TEST(run.status == 0, run.err);
+  BOOST_TEST(Mode(dir / "kms.hsm-master.key") == 0600u);
+  keyline::hsm::SoftwareCustodyOptions options;
+  options.master_key_file = dir / "kms.hsm-master.key";
+  auto custody = keyline::hsm::CreateSoftwareCustody(options);
+  BOOST_REQUIRE_MESSAGE(custody.ok(), custody.status().message());
+  // Named keys (a PKS's signing key, the KMS's import key) need the master key.
+  auto named = (*custody)->GetOrCreateNamedKey("pks-signing", keyline::hsm::KeyKind::kEd25519);
+  BOOST_TEST(named.ok(), named.status().message());
+}
+
+BOOST_AUTO_TEST_CASE(HexKeysAreWhatThePksAndTheSimulatorRead) {
+  KeyDir dir;
+  Run transport = Keylinectl({"keys", "generate", "hex", "--bytes", "16", "--out", dir / "transport.key"});
+  Run state = Keylinectl({"keys", "generate", "hex", "--bytes", "32", "--out", dir / "state.key"});
+  BOOST_TEST(transport.status == 0, transport.err);
+  BOOST_TEST(state.status == 0, state.err);
+  BOOST_TEST(Mode(dir / "transport.key") == 0600u);
+  BOOST_TEST(Mode(dir / "state.key") == 0600u);
+  BOOST_TEST(std::regex_match(Contents(dir / "transport.key"), std::regex("[0-9a-f]{32}\n")));
+  BOOST_TEST(std::regex_match(Contents(dir / "state.key"), std::regex("[0-9a-f]{64}\n")));
+  auto sealer = keyline::hsm::SheStoreSealer::LoadKeyFile(dir / "state.key");
+  BOOST_TEST(sealer.ok(), sealer.status().message());
+  auto she = keyline::hsm::SheTransportKey::LoadFile(dir / "transport.key");
+  BOOST_TEST(she.ok(), she.status().message());
+  // The output names the file, never the key.
+  BOOST_TEST(transport.out.find(Contents(dir / "transport.key").substr(0, 32)) == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(KeyGenerationUsageErrorsExitTwo) {
+  KeyDir dir;
+  ExpectUsageError(Keylinectl({"keys", "generate", "hex", "--bytes", "0", "--out", dir / "k"}), "--bytes");
+  ExpectUsageError(Keylinectl({"keys", "generate", "hex", "--bytes", "65", "--out", dir / "k"}), "--bytes");
+  ExpectUsageError(Keylinectl({"keys", "generate", "hex", "--out", dir / "k"}), "--bytes is required");
+  ExpectUsageError(Keylinectl({"keys", "generate", "hsm-master"}), "--out is required");
+  ExpectUsageError(Keylinectl({"keys", "generate", "curve", "--secret-out", dir / "k", "--public-out", dir / "k"}),
+                   "--public-out must differ");
+  ExpectUsageError(Keylinectl({"keys", "generate"}), "subcommand");
+  BOOST_TEST(!fs::exists(dir / "k"));
+}
+
+BOOST_AUTO_TEST_CASE(KeyFileInAMissingDirectoryExitsOne) {
+  KeyDir dir;
+  Run run = Keylinectl({"keys", "generate", "hex", "--bytes", "16", "--out", dir / "no/such/dir/k"});
+  BOOST_TEST(run.status == 1);
+  BOOST_TEST(run.err.find("does not exist") != std::string::npos, run.err);
+}
+
+BOOST_AUTO_TEST_CASE(KeysGenerateHasHelp) {
+  Run run = Keylinectl({"keys", "generate", "--help"});
+  BOOST_TEST(run.status == 0);
+  for (const char* kind : {"curve", "hsm-master", "hex"}) {
+    BOOST_TEST(run.out.find(kind) != std::string::npos, run.out);
+  }
+  Run hex = Keylinectl({"keys", "generate", "hex", "--help"});
+  BOOST_TEST(hex.status == 0);
+  BOOST_TEST(hex.out.find("--bytes") != std::string::npos, hex.out);
+}
+
+// The KMS's Curve public key from a file (how the compose lab's setup service finds it).
+BOOST_AUTO_TEST_CASE(KmsCurveKeyCanComeFromAFile) {
+  KeyDir dir;
+  BOOST_REQUIRE(Keylinectl({"keys", "generate", "curve", "--secret-out", dir / "kms.curve", "--public-out",
+                            dir / "kms.curve.pub"})
+                    .status == 0);
+  // Accepted: the next thing missing is the admin key, so the curve key file was read.
+  Run run = Keylinectl({"status", "--kms-curve-key-file", dir / "kms.curve.pub", "--admin-key", dir / "none"});
+  BOOST_TEST(run.status == 2);
+  BOOST_TEST(run.err.find("--admin-key:") != std::string::npos, run.err);
+  Run missing = Keylinectl({"status", "--kms-curve-key-file", dir / "nothing.pub", "--admin-key", dir / "none"});
+  BOOST_TEST(missing.status == 2);
+  BOOST_TEST(missing.err.find("--kms-curve-key-file:") != std::string::npos, missing.err);
 }
 
 }  // namespace
