@@ -2,6 +2,7 @@
 //
 //   keyline-ecu-sim --config ecu-sim.toml [--seed N] [--fault NAME=P ...]   serve until SIGTERM
 //   keyline-ecu-sim status --config ecu-sim.toml [--json]                  ECUs and slots, no keys
+//   keyline-ecu-sim check-config --config ecu-sim.toml                     read and check the file only
 //   keyline-ecu-sim generate-key --out FILE --bytes 16|32                  a 0600 hex key file
 //
 // Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
@@ -100,6 +101,12 @@ int Serve(EcuSimConfig config) {
 }
 
 int PrintStatus(const EcuSimConfig& config, bool json) {
+  // The simulator writes its state file when it starts, before it listens: no file means it has
+  // not started with this data dir, which a health check must not call healthy.
+  if (!std::filesystem::exists(config.simulator.state_file)) {
+    return Fail(1, config.simulator.state_file.string() +
+                       ": no state file: the simulator has not started with this data dir yet");
+  }
   auto rows = ReadEcuState(config.simulator.state_file, config.simulator.state_key_file);
   if (!rows.ok()) return Fail(1, rows.status().message());
   if (json) {
@@ -142,6 +149,9 @@ int main(int argc, char** argv) {
   bool json = false;
   status->add_option("--config", status_config, "ecu-sim.toml")->required();
   status->add_flag("--json", json, "one JSON object");
+  auto* check = app.add_subcommand("check-config", "read and check the configuration only");
+  std::string check_config;
+  check->add_option("--config", check_config, "ecu-sim.toml")->required();
   auto* generate = app.add_subcommand("generate-key", "write a new random 0600 hex key file");
   std::string out;
   size_t bytes = 0;
@@ -157,9 +167,15 @@ int main(int argc, char** argv) {
     return s.ok() ? 0 : Fail(1, s.message());
   }
   if (status->parsed()) config_path = status_config;
+  if (check->parsed()) config_path = check_config;
   if (config_path.empty()) return Fail(2, "--config is required");
   auto config = LoadEcuSimConfig(config_path);
   if (!config.ok()) return Fail(2, config.status().message());
+  if (check->parsed()) {
+    std::cout << config_path << ": ok (listen " << config->listen << ", " << config->clients.size()
+              << " client(s))\n";
+    return 0;
+  }
   if (status->parsed()) return PrintStatus(*config, json);
   if (*seed_option) config->simulator.seed = seed;
   for (const auto& text : fault_overrides) {

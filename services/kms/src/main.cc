@@ -2,15 +2,27 @@
 //
 //   keyline-kms --config kms.toml                 run until SIGINT/SIGTERM
 //   keyline-kms keys --config kms.toml [--json]   public keys others need (OEMs, plants, admins)
-//   keyline-kms status --config kms.toml          status of a stopped KMS (a running one: keylinectl status)
+//   keyline-kms status --config kms.toml [--running] [--json]
+//                                                 a stopped KMS: its status page; a running one:
+//                                                 its plants' links, read without disturbing it
+//   keyline-kms check-config --config kms.toml    read and check the file only
 //   keyline-kms admin-key --out FILE              a new admin Curve key pair (0600) for keylinectl
+//
+// Exit status: 0 ok, 1 the command failed (the message says why), 2 usage or configuration.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
+#include <ctime>
 #include <iostream>
+#include <map>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "keyline/broker/curve_keys.h"
+#include "keyline/broker/queue_inspector.h"
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
 #include "keyline/kms/config.h"
@@ -88,7 +100,92 @@ int Keys(const std::string& path, bool json) {
   return 0;
 }
 
-int StatusCommand(const std::string& path) {
+std::string FormatTime(int64_t us) {
+  if (us == 0) return "never";
+  std::time_t seconds = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// The pid of the process holding the RocksDB lock in `db_dir` (a running KMS), or 0. F_GETLK
+// only asks: it never takes the lock, so a health check cannot get in a starting KMS's way.
+pid_t LockHolder(const std::filesystem::path& db_dir) {
+  int fd = ::open((db_dir / "LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  const int rc = ::fcntl(fd, F_GETLK, &probe);
+  ::close(fd);
+  return rc == 0 && probe.l_type != F_UNLCK ? probe.l_pid : 0;
+}
+
+// A running KMS owns its database; this reads it as a RocksDB secondary instance (broker's
+// QueueInspector): what each plant's link last knew, and what waits for it. The catalog, stock
+// and alerts need the KMS itself: keylinectl status.
+int RunningStatus(const keyline::kms::KmsConfig& config, pid_t pid, bool json) {
+  auto inspector = keyline::broker::QueueInspector::Open(config.kms.data_dir);
+  if (!inspector.ok()) return Fail(inspector.status());
+  auto outbound = (*inspector)->Outbound();
+  if (!outbound.ok()) return Fail(outbound.status());
+  auto inbound = (*inspector)->Inbound();
+  if (!inbound.ok()) return Fail(inbound.status());
+  struct PlantView {
+    int64_t last_contact_us = 0;
+    std::string last_error;
+    uint64_t waiting = 0;
+    uint64_t applied_through = 0;
+  };
+  std::map<std::string, PlantView> plants;
+  for (const auto& q : *outbound) {
+    PlantView& p = plants[q.queue.peer];
+    p.waiting += q.depth;
+    p.last_contact_us = std::max(p.last_contact_us, q.link.last_contact_us);
+    if (!q.link.last_error.empty()) p.last_error = q.link.last_error;
+  }
+  for (const auto& in : *inbound) {
+    PlantView& p = plants[in.from.peer];
+    p.applied_through += in.applied_through;
+    p.last_contact_us = std::max(p.last_contact_us, in.link.last_contact_us);
+    if (!in.link.last_error.empty()) p.last_error = in.link.last_error;
+  }
+  if (json) {
+    nlohmann::json out = {{"running", true}, {"pid", pid}, {"plants", nlohmann::json::array()}};
+    for (const auto& [plant, p] : plants) {
+      out["plants"].push_back({{"plant", plant},
+                               {"last_contact", p.last_contact_us ? FormatTime(p.last_contact_us) : ""},
+                               {"last_error", p.last_error},
+                               {"messages_waiting", p.waiting},
+                               {"messages_applied", p.applied_through}});
+    }
+    std::cout << out.dump() << '\n';
+    return 0;
+  }
+  std::cout << "KMS running (pid " << pid << ") on " << config.kms.data_dir.string() << '\n';
+  if (plants.empty()) std::cout << "no plant has a link yet\n";
+  for (const auto& [plant, p] : plants) {
+    std::cout << "  " << plant << ": last contact " << FormatTime(p.last_contact_us) << ", " << p.waiting
+              << " messages waiting, " << p.applied_through << " applied from it"
+              << (p.last_error.empty() ? "" : ", last error: " + p.last_error) << '\n';
+  }
+  std::cout << "stock, records and alerts: keylinectl status\n";
+  return 0;
+}
+
+int StatusCommand(const std::string& path, bool running_only, bool json) {
+  auto loaded = keyline::kms::LoadKmsConfig(path);
+  if (!loaded.ok()) return Fail(loaded.status(), 2);
+  const std::filesystem::path db_dir = loaded->kms.data_dir / "db";
+  if (!std::filesystem::exists(db_dir / "CURRENT")) {
+    return Fail(keyline::NotFoundError(db_dir.string() + ": no database: this KMS has not started yet"));
+  }
+  if (pid_t pid = LockHolder(db_dir); pid != 0) return RunningStatus(*loaded, pid, json);
+  if (running_only) {
+    return Fail(keyline::UnavailableError("no KMS is running on " + loaded->kms.data_dir.string()));
+  }
   auto config = Load(path);
   if (!config.ok()) return Fail(config.status(), 2);
   auto custody = keyline::kms::OpenKmsCustody(*config);
@@ -101,6 +198,14 @@ int StatusCommand(const std::string& path) {
   auto status = (*kms)->StatusJson();
   if (!status.ok()) return Fail(status.status());
   std::cout << nlohmann::json::parse(*status).dump(2) << '\n';
+  return 0;
+}
+
+int CheckConfig(const std::string& path) {
+  auto config = keyline::kms::LoadKmsConfig(path);
+  if (!config.ok()) return Fail(config.status(), 2);
+  std::cout << path << ": ok (link " << config->kms.link_bind << ", admin " << config->kms.admin_bind << ", "
+            << config->kms.admin_keys.size() << " admin key(s))\n";
   return 0;
 }
 
@@ -123,8 +228,15 @@ int main(int argc, char** argv) {
   auto* keys = app.add_subcommand("keys", "print the KMS's public keys (import, signing, Curve)");
   keys->add_option("--config", config, "kms.toml")->required();
   keys->add_flag("--json", json, "print JSON");
-  auto* status = app.add_subcommand("status", "status of a stopped KMS's data dir");
+  auto* status = app.add_subcommand(
+      "status", "a stopped KMS's status page, or a running KMS's plant links (read without disturbing it)");
   status->add_option("--config", config, "kms.toml")->required();
+  bool running_only = false;
+  status->add_flag("--running", running_only,
+                   "exit 1 unless a KMS is running on this data dir; never opens it for writing (health checks)");
+  status->add_flag("--json", json, "one JSON object (a running KMS)");
+  auto* check = app.add_subcommand("check-config", "read and check the configuration only");
+  check->add_option("--config", config, "kms.toml")->required()->check(CLI::ExistingFile);
   std::string out;
   auto* admin_key = app.add_subcommand("admin-key", "write a new admin Curve key pair; prints its public key");
   admin_key->add_option("--out", out, "key file to write (0600)")->required();
@@ -135,9 +247,11 @@ int main(int argc, char** argv) {
     std::cerr << "keyline-kms: " << e.what() << '\n';
     return 2;
   }
-  (void)keyline::InitLogging({"kms", "info", std::nullopt});
+  if (*check) return CheckConfig(config);
+  // status must not fill a health check's output with the database's informational lines.
+  (void)keyline::InitLogging({"kms", *status ? "warn" : "info", std::nullopt});
   if (*keys) return Keys(config, json);
-  if (*status) return StatusCommand(config);
+  if (*status) return StatusCommand(config, running_only, json);
   if (*admin_key) return AdminKey(out);
   if (config.empty()) {
     std::cerr << "keyline-kms: --config is required (see --help)\n";
