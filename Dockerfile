@@ -40,19 +40,29 @@ RUN apt-get update \
       apt-get install -y --no-install-recommends softhsm2; \
     fi \
  && rm -rf /var/lib/apt/lists/*
+# /run/keyline is where keyline-entrypoint copies the secrets (docker-compose.yml mounts a tmpfs
+# there). A new named volume takes /var/lib/keyline's owner and mode from here.
 RUN groupadd --system --gid 10001 keyline \
  && useradd --system --uid 10001 --gid keyline --home-dir /var/lib/keyline \
       --no-create-home --shell /usr/sbin/nologin keyline \
  && install -d -o keyline -g keyline -m 0750 /var/lib/keyline \
- && install -d -m 0755 /etc/keyline /etc/keyline/public
+ && install -d -m 0755 /etc/keyline /etc/keyline/public /run/keyline
 COPY --from=build /build/bin/ /usr/local/bin/
-# Every shared library the binaries need must be in this stage.
-RUN if ldd /usr/local/bin/* | grep 'not found'; then \
+COPY deploy/image/keyline-entrypoint /usr/local/bin/keyline-entrypoint
+# Every shared library the binaries need must be in this stage, and the entrypoint's tools
+# (util-linux and coreutils are Essential in Debian; checked rather than assumed).
+RUN if ldd /usr/local/bin/keyline* | grep 'not found'; then \
       echo "Dockerfile: a run-time library is missing from the runtime stage" >&2; exit 1; \
-    fi
-USER keyline:keyline
+    fi \
+ && for t in setpriv mountpoint mktemp stat awk sed; do \
+      command -v "$t" >/dev/null || { echo "Dockerfile: $t is missing" >&2; exit 1; }; \
+    done
 WORKDIR /var/lib/keyline
-# 7100 KMS plant link, 7101 KMS admin (loopback), 7200 PKS injector link, 7300 ECU simulator,
-# 7400 injector EOL-tester API. The compose lab publishes none of them to the host.
-EXPOSE 7100 7200 7300 7400
+# No USER: the container starts as root only for keyline-entrypoint, which copies the secrets
+# for the service user and then runs every command as keyline (uid 10001), without capabilities.
+ENTRYPOINT ["keyline-entrypoint"]
+# 7100 KMS plant link, 7101 KMS admin (keylinectl; the compose lab's setup service), 7200 PKS
+# injector link, 7300 ECU simulator, 7400 injector EOL-tester API. The compose lab publishes none
+# of them to the host.
+EXPOSE 7100 7101 7200 7300 7400
 CMD ["keylinectl", "--help"]
