@@ -17,6 +17,7 @@
 #include <ctime>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -110,17 +111,19 @@ std::string FormatTime(int64_t us) {
   return text;
 }
 
-// The pid of the process holding the RocksDB lock in `db_dir` (a running KMS), or 0. F_GETLK
-// only asks: it never takes the lock, so a health check cannot get in a starting KMS's way.
-pid_t LockHolder(const std::filesystem::path& db_dir) {
+// The process holding the RocksDB lock in `db_dir` (a running KMS): its pid, 0 when it runs in
+// another PID namespace (a container seen from outside); nothing when no process holds it.
+// F_GETLK only asks: it never takes the lock, so a health check cannot get in a starting KMS's way.
+std::optional<pid_t> LockHolder(const std::filesystem::path& db_dir) {
   int fd = ::open((db_dir / "LOCK").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return std::nullopt;
   struct flock probe {};
   probe.l_type = F_WRLCK;
   probe.l_whence = SEEK_SET;
   const int rc = ::fcntl(fd, F_GETLK, &probe);
   ::close(fd);
-  return rc == 0 && probe.l_type != F_UNLCK ? probe.l_pid : 0;
+  if (rc != 0 || probe.l_type == F_UNLCK) return std::nullopt;
+  return probe.l_pid;
 }
 
 // A running KMS owns its database; this reads it as a RocksDB secondary instance (broker's
@@ -164,7 +167,8 @@ int RunningStatus(const keyline::kms::KmsConfig& config, pid_t pid, bool json) {
     std::cout << out.dump() << '\n';
     return 0;
   }
-  std::cout << "KMS running (pid " << pid << ") on " << config.kms.data_dir.string() << '\n';
+  std::cout << "KMS running (" << (pid != 0 ? "pid " + std::to_string(pid) : "another PID namespace") << ") on "
+            << config.kms.data_dir.string() << '\n';
   if (plants.empty()) std::cout << "no plant has a link yet\n";
   for (const auto& [plant, p] : plants) {
     std::cout << "  " << plant << ": last contact " << FormatTime(p.last_contact_us) << ", " << p.waiting
@@ -182,7 +186,7 @@ int StatusCommand(const std::string& path, bool running_only, bool json) {
   if (!std::filesystem::exists(db_dir / "CURRENT")) {
     return Fail(keyline::NotFoundError(db_dir.string() + ": no database: this KMS has not started yet"));
   }
-  if (pid_t pid = LockHolder(db_dir); pid != 0) return RunningStatus(*loaded, pid, json);
+  if (std::optional<pid_t> holder = LockHolder(db_dir)) return RunningStatus(*loaded, *holder, json);
   if (running_only) {
     return Fail(keyline::UnavailableError("no KMS is running on " + loaded->kms.data_dir.string()));
   }
