@@ -158,11 +158,13 @@ StatusOr<ProvisionSummary> LabProvision(const fs::path& workdir, int ecus, const
 }
 
 std::string ProvisionSummaryJson(const ProvisionSummary& summary) {
-  json ecus = json::array();
+  // Keys in the documented order, for people reading it as much as for parsers.
+  using ordered = nlohmann::ordered_json;
+  ordered ecus = ordered::array();
   for (const auto& e : summary.ecus) {
     ecus.push_back({{"ecu_uid", e.ecu_uid}, {"plant", e.plant}, {"station", e.station}, {"outcome", e.outcome}});
   }
-  return json{{"provisioned", summary.provisioned}, {"failed", summary.failed}, {"ecus", ecus}}.dump();
+  return ordered{{"provisioned", summary.provisioned}, {"failed", summary.failed}, {"ecus", ecus}}.dump();
 }
 
 Status LabRestart(const fs::path& workdir, const std::string& name, std::ostream& out) {

@@ -307,8 +307,17 @@ class LabBuilder {
 Status LabUp(const LabOptions& options, std::ostream& out) {
   ASSIGN_OR_RETURN(LabLayout layout, PlanLab(options));
   if (fs::exists(LabFile(layout.workdir))) {
-    return AlreadyExistsError(layout.workdir.string() + " already holds a lab (lab.json): stop it with keyline-lab down " +
-                              "--workdir " + layout.workdir.string() + ", or use a new --workdir");
+    const std::string dir = layout.workdir.string();
+    auto existing = ReadLabState(layout.workdir);
+    bool running = false;
+    if (existing.ok()) {
+      for (const auto& p : existing->processes) running = running || IsRunning(p.identity);
+    }
+    return AlreadyExistsError(dir + " already holds a lab (lab.json)" +
+                              (running ? ", running: keyline-lab down --workdir " + dir + " stops it"
+                                       : ", stopped: keyline-lab restart --workdir " + dir +
+                                             " NAME starts its processes again") +
+                              "; use a new --workdir for a new lab");
   }
   fs::path bin_dir = options.bin_dir;
   if (bin_dir.empty()) {

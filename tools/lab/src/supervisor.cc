@@ -71,6 +71,45 @@ void PrepareChild(int stdin_fd, int stdout_fd, int stderr_fd) {
 
 Status SystemError(const std::string& what) { return InternalError(what + ": " + std::strerror(errno)); }
 
+// Forks and execs `image` with the given stdin/stdout/stderr, in `cwd` ("" keeps the caller's),
+// in a new session if asked. Returns once the exec succeeded (a close-on-exec pipe closes) or
+// with the reason it did not (the child writes its errno into that pipe).
+StatusOr<pid_t> Spawn(const ExecImage& image, const std::string& cwd, bool new_session, int stdin_fd, int stdout_fd,
+                      int stderr_fd) {
+  const std::string program = image.argv()[0];
+  if (stdin_fd < 0 || stdout_fd < 0 || stderr_fd < 0) return SystemError("cannot run " + program);
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) return SystemError("cannot run " + program);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (new_session) setsid();
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) ReportAndExit(report[1], 1);
+    PrepareChild(stdin_fd, stdout_fd, stderr_fd);
+    execve(image.argv()[0], image.argv(), image.envp());
+    ReportAndExit(report[1], 2);
+  }
+  const int fork_errno = errno;
+  close(report[1]);
+  if (pid < 0) {
+    close(report[0]);
+    errno = fork_errno;
+    return SystemError("cannot run " + program + ": fork");
+  }
+  ChildFailure failure{};
+  ssize_t n;
+  do {
+    n = read(report[0], &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  close(report[0]);
+  if (n == static_cast<ssize_t>(sizeof failure)) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return FailedPreconditionError("cannot " + (failure.stage == 1 ? "enter " + cwd : "run " + program) + ": " +
+                                   std::strerror(failure.error));
+  }
+  return pid;
+}
+
 // State and start time from /proc/PID/stat; false when there is no such process.
 bool ReadProcStat(pid_t pid, char& state, uint64_t& start_ticks) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -103,49 +142,16 @@ Environment InheritedEnvironment() {
 
 StatusOr<ProcessIdentity> StartProcess(const ProcessSpec& spec) {
   if (spec.argv.empty()) return InvalidArgumentError(spec.name + ": no program to start");
-  ExecImage image(spec.argv, spec.env);
-  const std::string cwd = spec.cwd.string();
   const int log_fd = open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return SystemError(spec.name + ": cannot open its log file " + spec.log_file.string());
   const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int report[2];
-  if (null_fd < 0 || pipe2(report, O_CLOEXEC) != 0) {
-    close(log_fd);
-    return SystemError(spec.name + ": cannot prepare its descriptors");
-  }
-  const pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) ReportAndExit(report[1], 1);
-    PrepareChild(null_fd, log_fd, log_fd);
-    execve(image.argv()[0], image.argv(), image.envp());
-    ReportAndExit(report[1], 2);
-  }
-  const int fork_errno = errno;
-  close(report[1]);
+  auto pid = Spawn(ExecImage(spec.argv, spec.env), spec.cwd.string(), /*new_session=*/true, null_fd, log_fd, log_fd);
   close(log_fd);
-  close(null_fd);
-  if (pid < 0) {
-    close(report[0]);
-    errno = fork_errno;
-    return SystemError(spec.name + ": fork");
-  }
-  ChildFailure failure{};
-  ssize_t n;
-  do {
-    n = read(report[0], &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
-  close(report[0]);
-  if (n == static_cast<ssize_t>(sizeof failure)) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return FailedPreconditionError(spec.name + ": cannot " +
-                                   (failure.stage == 1 ? "enter " + cwd : "run " + spec.argv[0]) + ": " +
-                                   std::strerror(failure.error));
-  }
-  ProcessIdentity identity{pid, 0};
+  if (null_fd >= 0) close(null_fd);
+  if (!pid.ok()) return pid.status().WithContext(spec.name);
+  ProcessIdentity identity{*pid, 0};
   char state = 0;
-  ReadProcStat(pid, state, identity.start_ticks);
+  ReadProcStat(*pid, state, identity.start_ticks);
   return identity;
 }
 
@@ -245,46 +251,24 @@ StatusOr<ToolResult> RunTool(const std::vector<std::string>& argv, const Environ
     if (eq != std::string_view::npos) env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
   }
   for (const auto& [name, value] : extra_env) env[name] = value;
-  ExecImage image(argv, env);
-  const std::string dir = cwd.string();
   // Close-on-exec everywhere, so that a tool started by another thread at the same moment does
   // not inherit this one's pipe ends (its EOF would never come).
-  int out_pipe[2], err_pipe[2], report[2];
-  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0 || pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
-      pipe2(report, O_CLOEXEC) != 0) {
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return SystemError("cannot run " + argv[0]);
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(out_pipe[0]);
+    close(out_pipe[1]);
     return SystemError("cannot run " + argv[0]);
   }
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (!dir.empty() && chdir(dir.c_str()) != 0) ReportAndExit(report[1], 1);
-    PrepareChild(null_fd, out_pipe[1], err_pipe[1]);
-    execve(image.argv()[0], image.argv(), image.envp());
-    ReportAndExit(report[1], 2);
-  }
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  auto pid = Spawn(ExecImage(argv, env), cwd.string(), /*new_session=*/false, null_fd, out_pipe[1], err_pipe[1]);
   close(out_pipe[1]);
   close(err_pipe[1]);
-  close(report[1]);
-  close(null_fd);
-  if (pid < 0) {
+  if (null_fd >= 0) close(null_fd);
+  if (!pid.ok()) {
     close(out_pipe[0]);
     close(err_pipe[0]);
-    close(report[0]);
-    return SystemError("cannot run " + argv[0] + ": fork");
-  }
-  ChildFailure failure{};
-  ssize_t n;
-  do {
-    n = read(report[0], &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
-  close(report[0]);
-  if (n == static_cast<ssize_t>(sizeof failure)) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return FailedPreconditionError("cannot " + (failure.stage == 1 ? "enter " + dir : "run " + argv[0]) + ": " +
-                                   std::strerror(failure.error));
+    return pid.status();
   }
   ToolResult result;
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
@@ -313,12 +297,12 @@ StatusOr<ToolResult> RunTool(const std::vector<std::string>& argv, const Environ
       }
     }
   }
-  if (timed_out) kill(pid, SIGKILL);
+  if (timed_out) kill(*pid, SIGKILL);
   for (auto& fd : fds) {
     if (fd.fd >= 0) close(fd.fd);
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
   }
   result.exit_code = !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (timed_out) {
