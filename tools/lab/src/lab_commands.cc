@@ -46,9 +46,10 @@ struct StationLane {
 };
 
 void ProvisionOne(const LabTools& tools, const StationLane& lane, const std::string& product, ProvisionedEcu& ecu) {
+  // The injector gives up first and says why; the lab's own limit is only a backstop.
   auto ran = RunTool({tools.Binary("keyline-injector").string(), "provision", "--config", lane.injector.config.string(),
-                      "--uid", ecu.ecu_uid, "--product", product, "--json"},
-                     {}, {}, 60s);
+                      "--uid", ecu.ecu_uid, "--product", product, "--json", "--timeout-ms", "30000"},
+                     {}, {}, 45s);
   if (!ran.ok()) {
     ecu.outcome = std::string(StatusCodeName(ran.status().code()));
     ecu.message = ran.status().message();
