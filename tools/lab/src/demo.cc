@@ -2,9 +2,11 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <iostream>
 #include <iomanip>
 #include <map>
 #include <ostream>
@@ -43,7 +45,8 @@ struct PlantTally {
 
 class Demo {
  public:
-  Demo(fs::path workdir, std::ostream& out) : workdir_(std::move(workdir)), out_(out) {}
+  Demo(fs::path workdir, std::ostream& out, bool terminal)
+      : workdir_(std::move(workdir)), out_(out), terminal_(terminal) {}
 
   Status Run() {
     Chapter("Starting the lab: a KMS, and per plant a relay to the KMS, a PKS, an ECU simulator and 2 injectors");
@@ -56,7 +59,7 @@ class Demo {
 
     Chapter("Provisioning " + std::to_string(kEcusOnline) + " ECUs in both plants, every link up");
     RETURN_IF_ERROR(Provision(kEcusOnline, "", false));
-    ASSIGN_OR_RETURN(LabReport before_cut, Report());
+    ASSIGN_OR_RETURN(LabReport before_cut, WaitUntilRecordsDelivered());
 
     Chapter(std::string("Cutting ") + kCutPlant + " off from the KMS (its relay drops the link and refuses it)");
     RETURN_IF_ERROR(Indented([&](std::ostream& o) { return LabCut(workdir_, kCutPlant, o); }));
@@ -103,15 +106,19 @@ class Demo {
     return result;
   }
 
-  std::string Elapsed() const {
+  std::string Bold(const std::string& text) const { return terminal_ ? "\033[1m" + text + "\033[0m" : text; }
+
+  // Seconds since the demo began; padded to line up in the margin.
+  std::string Elapsed(bool padded = true) const {
     char text[16];
-    std::snprintf(text, sizeof text, "%5.1f s", std::chrono::duration<double>(Clock::now() - started_).count());
+    std::snprintf(text, sizeof text, padded ? "%5.1f s" : "%.1f s",
+                  std::chrono::duration<double>(Clock::now() - started_).count());
     return text;
   }
 
   void Chapter(const std::string& title) {
     ++chapter_;
-    out_ << "\n\033[1m[" << Elapsed() << "] " << chapter_ << "/7  " << title << "\033[0m" << std::endl;
+    out_ << '\n' << Bold("[" + Elapsed() + "] " + std::to_string(chapter_) + "/7  " + title) << std::endl;
   }
 
   Status Interrupted() const {
@@ -177,6 +184,27 @@ class Demo {
     return Status::Ok();
   }
 
+  // With every link up, each plant's records reach the KMS within moments: waits for that, so
+  // that the cut starts from a clean slate.
+  StatusOr<LabReport> WaitUntilRecordsDelivered() {
+    const auto deadline = Clock::now() + 20s;
+    while (true) {
+      RETURN_IF_ERROR(Interrupted());
+      ASSIGN_OR_RETURN(LabReport report, Report());
+      uint64_t queued = 0;
+      for (const auto& p : report.plants) queued += p.records_queued;
+      if (queued == 0) {
+        for (const auto& p : report.plants) out_ << "  the KMS has " << p.records_at_kms << " records from " << p.plant << '\n';
+        return report;
+      }
+      if (Clock::now() > deadline) {
+        return DeadlineExceededError(std::to_string(queued) + " records still queued at the plants after 20 s with every "
+                                     "link up; see " + (workdir_ / "logs").string());
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+
   // Polls until the cut plant's queue is empty and its stock back at the minimum, printing
   // each change.
   Status WatchRecovery() {
@@ -192,7 +220,8 @@ class Demo {
         out_ << "  [" << Elapsed() << "] " << kCutPlant << ": " << now << std::endl;
         last = now;
       }
-      if (b.records_queued == 0 && b.in_stock >= b.min_stock && b.requested == 0) return Status::Ok();
+      const bool drained = b.records_queued == 0 && b.records_at_kms >= b.records_written;
+      if (drained && b.in_stock >= b.min_stock && b.requested == 0) return Status::Ok();
       if (Clock::now() > deadline) {
         return DeadlineExceededError(std::string(kCutPlant) + " did not recover within 45 s of reconnecting: " + now +
                                      "; see " + (workdir_ / "logs").string());
@@ -227,7 +256,7 @@ class Demo {
 
   void PrintSummary(const LabReport& report) {
     char line[160];
-    out_ << "\n\033[1mSummary\033[0m\n";
+    out_ << '\n' << Bold("Summary") << '\n';
     std::snprintf(line, sizeof line, "  %-36s %10s %10s %10s\n", "", kOtherPlant, kCutPlant, "total");
     out_ << line;
     auto row = [&](const char* label, uint64_t a, uint64_t b, bool total = true) {
@@ -251,12 +280,13 @@ class Demo {
          << check_.value("ecus", 0) << " ECUs), " << check_.value("proven", 0)
          << " proofs recomputed from the OEM's keys, KMS signature "
          << (check_.value("signature_valid", false) ? "valid" : "INVALID") << '\n';
-    out_ << "\nThe demo took " << Elapsed() << ". Left in " << workdir_.string() << ":\n"
+    out_ << "\nThe demo took " << Elapsed(false) << ". Left in " << workdir_.string() << ":\n"
          << "  oem-secrets.jsonl (the OEM's keys), verification.jsonl and .sig, lab.json, logs/ (every service)\n";
   }
 
   fs::path workdir_;
   std::ostream& out_;
+  bool terminal_;
   Clock::time_point started_ = Clock::now();
   int chapter_ = 0;
   bool up_ = false;
@@ -281,7 +311,9 @@ Status RunDemo(const fs::path& workdir, std::ostream& out) {
   action.sa_handler = OnInterrupt;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
-  Demo demo(dir, out);
+  // Output piped into `head` must not kill the demo half-way and leave its lab running.
+  signal(SIGPIPE, SIG_IGN);
+  Demo demo(dir, out, &out == &std::cout && isatty(STDOUT_FILENO));
   Status told = demo.Run();
   if (!told.ok()) demo.StopAfterFailure();
   return told;

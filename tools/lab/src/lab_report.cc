@@ -64,7 +64,11 @@ StatusOr<LabReport> ReadLabReport(const fs::path& workdir) {
     PlantReport plant;
     plant.plant = lab_plant.plant;
     plant.cut = lab_plant.cut;
-    if (const LabProcess* pks = state.FindProcess(lab_plant.pks)) ReadPks(tools, state, *pks, plant);
+    if (const LabProcess* pks = state.FindProcess(lab_plant.pks)) {
+      ReadPks(tools, state, *pks, plant);
+    } else {
+      plant.problem = lab_plant.pks + " was never started (keyline-lab up stopped before it)";
+    }
     for (const auto& k : kms.value("plants", json::array())) {
       if (k.value("plant", "") != plant.plant) continue;
       plant.kms_last_contact = k["last_contact"].is_string() ? k["last_contact"].get<std::string>() : "";
@@ -92,7 +96,7 @@ std::string FormatLabReport(const LabReport& report) {
   text << line;
   for (const auto& p : report.plants) {
     if (!p.pks_readable) {
-      text << p.plant << "  keyline-pks status failed: " << p.problem << '\n';
+      text << p.plant << "  " << p.problem << '\n';
       continue;
     }
     const std::string stock = std::to_string(p.in_stock) + " (" + std::to_string(p.min_stock) + "/" +
