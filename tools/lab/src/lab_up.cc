@@ -1,11 +1,11 @@
 // keyline-lab up: from an empty directory to a lab whose plants hold stock.
 #include <chrono>
-#include <fstream>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
 #include <thread>
 
+#include "keyline/broker/curve_keys.h"
 #include "keyline/lab/lab.h"
 #include "keyline/lab/lab_files.h"
 #include "keyline/lab/lab_state.h"
@@ -196,18 +196,11 @@ class LabBuilder {
                                        keys.at("curve_public_key"), "--wrap-key", keys.at("wrap_key"),
                                        "--signing-key", keys.at("signing_key")}));
     for (const auto& st : plant.stations) {
-      ASSIGN_OR_RETURN(std::string injector_key, ReadPublicKey(st.curve_public));
-      RETURN_IF_ERROR(tools_.Keylinectl(
-          {"station", "add", "--plant", plant.plant, "--station", st.station, "--curve-key", injector_key}));
+      ASSIGN_OR_RETURN(broker::CurvePublicKey injector_key, broker::LoadCurvePublicKeyFile(st.curve_public));
+      RETURN_IF_ERROR(tools_.Keylinectl({"station", "add", "--plant", plant.plant, "--station", st.station,
+                                         "--curve-key", broker::CurvePublicKeyToZ85(injector_key)}));
     }
     return tools_.Keylinectl({"sync-policy", "set", "--plant", plant.plant, "--mode", "continuous"}).status();
-  }
-
-  static StatusOr<std::string> ReadPublicKey(const fs::path& file) {
-    std::ifstream in(file);
-    std::string z85;
-    if (!(in >> z85)) return UnavailableError(file.string() + ": cannot read");
-    return z85;
   }
 
   Status StartPlants() {
