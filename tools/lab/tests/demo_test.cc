@@ -1,0 +1,71 @@
+// keyline-lab demo end to end, as a new user runs it: the story in order, the files it leaves,
+// and a verification file that the OEM's checker accepts on its own.
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
+
+#include "keyline/lab/supervisor.h"
+#include "keyline/testing/temp_dir.h"
+
+namespace keyline::lab {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+BOOST_AUTO_TEST_CASE(DemoTellsTheWholeStoryAndLeavesItsFiles) {
+  keyline::testing::TempDir dir;
+  const fs::path workdir = dir.path() / "demo";
+  auto ran = RunTool({KEYLINE_LAB_PATH, "demo", "--workdir", workdir.string()}, {}, {}, 170s);
+  BOOST_REQUIRE_MESSAGE(ran.ok(), ran.status().ToString());
+  BOOST_TEST_MESSAGE(ran->out);
+  BOOST_REQUIRE_MESSAGE(ran->exit_code == 0, ran->out + ran->err);
+
+  // The chapters come in the order of the story.
+  size_t at = 0;
+  for (const char* chapter : {"1/7", "2/7", "3/7  Cutting plant-b", "4/7", "records queued for the KMS",
+                              "5/7  Reconnecting plant-b", "6/7", "keylinectl verification check", "7/7", "Summary"}) {
+    const size_t found = ran->out.find(chapter, at);
+    BOOST_TEST(found != std::string::npos, "\"" << chapter << "\" missing or out of order");
+    if (found != std::string::npos) at = found;
+  }
+
+  for (const char* file : {"oem-secrets.jsonl", "verification.jsonl", "verification.jsonl.sig", "lab.json"}) {
+    BOOST_TEST(fs::exists(workdir / file), file);
+  }
+  std::ifstream lab_file(workdir / "lab.json");
+  const json lab = json::parse(lab_file);
+  BOOST_TEST(lab["processes"].size() == 11u);  // KMS; per plant relay, PKS, ECU simulator, 2 injectors
+  for (const auto& p : lab["processes"]) {
+    BOOST_TEST(fs::file_size(p["log_file"].get<std::string>()) > 0u, p["name"]);
+    BOOST_TEST(!IsRunning({p["pid"].get<pid_t>(), p["start_ticks"].get<uint64_t>()}), p["name"] << " still runs");
+  }
+
+  // 3 slots per ECU: 8 ECUs over both plants, then 8 in plant-b while it was cut and 4 in plant-a.
+  std::map<std::string, int> lines_per_plant;
+  std::ifstream verification(workdir / "verification.jsonl");
+  for (std::string line; std::getline(verification, line);) {
+    ++lines_per_plant[json::parse(line)["plant"].get<std::string>()];
+  }
+  BOOST_TEST(lines_per_plant["plant-a"] == 3 * (4 + 4));
+  BOOST_TEST(lines_per_plant["plant-b"] == 3 * (4 + 8));
+
+  // The OEM's checker, run again on what the demo left behind, from the files alone.
+  const fs::path keylinectl = fs::path(KEYLINE_LAB_PATH).parent_path() / "keylinectl";
+  auto check = RunTool({keylinectl.string(), "verification", "check", (workdir / "verification.jsonl").string(),
+                        "--oem-secrets", (workdir / "oem-secrets.jsonl").string(), "--kms-signing-key",
+                        lab["kms_signing_key"].get<std::string>(), "--json"});
+  BOOST_REQUIRE(check.ok());
+  BOOST_TEST(check->exit_code == 0, check->out + check->err);
+  const json summary = json::parse(check->out);
+  BOOST_TEST(summary["proven"] == 60);
+  BOOST_TEST(summary["ecus"] == 20);
+  BOOST_TEST(summary["signature_valid"] == true);
+}
+
+}  // namespace
+}  // namespace keyline::lab
