@@ -175,6 +175,25 @@ BOOST_AUTO_TEST_CASE(CutPlantHoldsTheVerificationFileUntilReconnected) {
   BOOST_TEST(lab.Status()["plants"][0]["cut"] == false);
 }
 
+BOOST_AUTO_TEST_CASE(RestartedRelayOfACutPlantStaysCut) {
+  SmallLab lab(0);
+  const std::string workdir = lab.workdir.string();
+  BOOST_REQUIRE(Lab({"cut", "--workdir", workdir, "plant-a"}).exit_code == 0);
+  const json relay = lab.Process("relay-a");
+  const ProcessIdentity identity{relay["pid"].get<pid_t>(), relay["start_ticks"].get<uint64_t>()};
+  BOOST_REQUIRE(kill(identity.pid, SIGKILL) == 0);
+  for (int i = 0; i < 100 && IsRunning(identity); ++i) std::this_thread::sleep_for(50ms);
+
+  ToolResult restart = Lab({"restart", "--workdir", workdir, "relay-a"});
+  BOOST_REQUIRE_MESSAGE(restart.exit_code == 0, restart.out + restart.err);
+  BOOST_TEST(restart.out.find("plant-a: KMS link cut") != std::string::npos, restart.out);
+  const std::string log = Slurp(relay["log_file"].get<std::string>());
+  // Cut again after the restart's "listening on", not just before the kill.
+  const auto refusing = log.rfind("refusing new connections");
+  BOOST_TEST((refusing != std::string::npos && refusing > log.rfind("listening on")), log);
+  BOOST_TEST(lab.Status()["plants"][0]["cut"] == true);
+}
+
 BOOST_AUTO_TEST_CASE(UsageErrorsExitTwoAndLabErrorsNameTheProblem) {
   keyline::testing::TempDir dir;
   BOOST_TEST(Lab({"up"}).exit_code == 2);
