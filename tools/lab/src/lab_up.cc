@@ -66,8 +66,11 @@ class LabBuilder {
     const bool stations = lab_.options.stations > 0;
     RETURN_IF_ERROR(Step(stations ? "relays, PKSs and ECU simulators started" : "relays and PKSs started (no stations)",
                          [&] { return StartPlants(); }));
-    if (stations) RETURN_IF_ERROR(Step("injectors started", [&] { return StartInjectors(); }));
     RETURN_IF_ERROR(Step("every plant holds stock", [&] { return WaitForStock(); }));
+    // After the stock: by then each PKS has its configuration, so it admits its stations.
+    if (stations) {
+      RETURN_IF_ERROR(Step("injectors started and connected to their PKS", [&] { return StartInjectors(); }));
+    }
     RETURN_IF_ERROR(WriteKeylinectlEnv());
     PrintSummary(Clock::now() - started);
     return Status::Ok();
@@ -224,7 +227,11 @@ class LabBuilder {
     return StartWave(std::move(wave));
   }
 
+  // Starts the injectors and waits until each PKS logs its stations' links as connected: only
+  // then can the lab provision at once.
   Status StartInjectors() {
+    std::vector<std::pair<const PlantLayout*, uint64_t>> pks_logs;
+    for (const auto& plant : lab_.plants) pks_logs.emplace_back(&plant, FileSize(lab_.LogFile(plant.pks)));
     std::vector<LabProcess> wave;
     for (const auto& plant : lab_.plants) {
       for (const auto& st : plant.stations) {
@@ -235,7 +242,16 @@ class LabBuilder {
         wave.push_back(std::move(injector));
       }
     }
-    return StartWave(std::move(wave));
+    RETURN_IF_ERROR(StartWave(std::move(wave)));
+    for (const auto& [plant, offset] : pks_logs) {
+      const LabProcess& pks = *state_.FindProcess(plant->pks);
+      for (const auto& st : plant->stations) {
+        RETURN_IF_ERROR(WaitForLogLine(pks.name, pks.identity, pks.log_file, offset, "link: " + st.station + " connected",
+                                       kReadyTimeout)
+                            .WithContext("waiting for " + st.injector + " to connect"));
+      }
+    }
+    return Status::Ok();
   }
 
   Status ImportBatch() {
