@@ -125,8 +125,23 @@ BOOST_AUTO_TEST_CASE(UpStartsEveryProcessWithPrivateKeysAndStatusShowsStock) {
   BOOST_TEST(after["kms_answered"] == false);
 }
 
+BOOST_AUTO_TEST_SUITE_END()
+
+// One lab without stations (KMS, relay, PKS), shared by the cases below, which each leave it
+// as they found it: every process running, no plant cut. Starting a lab is what costs time.
+struct StationlessLab {
+  StationlessLab() { shared = new SmallLab(0); }
+  ~StationlessLab() {
+    delete shared;
+    shared = nullptr;
+  }
+  static inline SmallLab* shared = nullptr;
+};
+
+BOOST_AUTO_TEST_SUITE(LabCommandsOnARunningLab, *boost::unit_test::fixture<StationlessLab>())
+
 BOOST_AUTO_TEST_CASE(SigkilledPksIsRestartedExactlyAsBefore) {
-  SmallLab lab(0);
+  SmallLab& lab = *StationlessLab::shared;
   const json before = lab.Process("pks-a");
   const ProcessIdentity pks{before["pid"].get<pid_t>(), before["start_ticks"].get<uint64_t>()};
   BOOST_REQUIRE(kill(pks.pid, SIGKILL) == 0);
@@ -150,7 +165,7 @@ BOOST_AUTO_TEST_CASE(SigkilledPksIsRestartedExactlyAsBefore) {
 }
 
 BOOST_AUTO_TEST_CASE(CutPlantHoldsTheVerificationFileUntilReconnected) {
-  SmallLab lab(0);
+  SmallLab& lab = *StationlessLab::shared;
   const std::string workdir = lab.workdir.string();
   ToolResult cut = Lab({"cut", "--workdir", workdir, "plant-a"});
   BOOST_REQUIRE_MESSAGE(cut.exit_code == 0, cut.err);
@@ -176,7 +191,7 @@ BOOST_AUTO_TEST_CASE(CutPlantHoldsTheVerificationFileUntilReconnected) {
 }
 
 BOOST_AUTO_TEST_CASE(RestartedRelayOfACutPlantStaysCut) {
-  SmallLab lab(0);
+  SmallLab& lab = *StationlessLab::shared;
   const std::string workdir = lab.workdir.string();
   BOOST_REQUIRE(Lab({"cut", "--workdir", workdir, "plant-a"}).exit_code == 0);
   const json relay = lab.Process("relay-a");
@@ -192,6 +207,7 @@ BOOST_AUTO_TEST_CASE(RestartedRelayOfACutPlantStaysCut) {
   const auto refusing = log.rfind("refusing new connections");
   BOOST_TEST((refusing != std::string::npos && refusing > log.rfind("listening on")), log);
   BOOST_TEST(lab.Status()["plants"][0]["cut"] == true);
+  BOOST_TEST(Lab({"reconnect", "--workdir", workdir, "plant-a"}).exit_code == 0);
 }
 
 BOOST_AUTO_TEST_CASE(UsageErrorsExitTwoAndLabErrorsNameTheProblem) {
@@ -205,7 +221,7 @@ BOOST_AUTO_TEST_CASE(UsageErrorsExitTwoAndLabErrorsNameTheProblem) {
   BOOST_TEST(no_lab.exit_code == 1);
   BOOST_TEST(no_lab.err.find("no lab was started") != std::string::npos, no_lab.err);
 
-  SmallLab lab(0);
+  SmallLab& lab = *StationlessLab::shared;
   ToolResult unknown = Lab({"cut", "--workdir", lab.workdir.string(), "plant-z"});
   BOOST_TEST(unknown.exit_code == 1);
   BOOST_TEST(unknown.err.find("no plant plant-z in this lab (there are: plant-a)") != std::string::npos, unknown.err);
