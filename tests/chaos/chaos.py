@@ -395,9 +395,11 @@ def main():
         lab.lab("up", "--plants", "2", "--stations", str(args.stations), "--key-sets",
                 str(args.key_sets), timeout=300)
         if os.geteuid() == 0:
-            disk = DiskFiller(lab, "plant-b", 64)
+            # Room for the plant's growing database (RocksDB keeps up to 256 MiB of WAL) in a
+            # long run; a fault fills whatever is left.
+            disk = DiskFiller(lab, "plant-b", 512)
             disk.mount()
-            log(f"{disk.pks}'s data dir is on a 64 MiB tmpfs (full-disk faults on)")
+            log(f"{disk.pks}'s data dir is on a 512 MiB tmpfs (full-disk faults on)")
         else:
             log("not root: no full-disk faults")
         provisioner = Provisioner(lab, batch=2 * args.stations)
