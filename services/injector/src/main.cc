@@ -14,10 +14,10 @@
 
 #include <atomic>
 #include <csignal>
-#include <ctime>
 #include <iostream>
 #include <thread>
 
+#include "keyline/common/time_text.h"
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
 #include "keyline/hsm/she.h"
@@ -36,16 +36,6 @@ void OnSignal(int) { stop_requested.store(true); }
 int Fail(int code, const std::string& message) {
   std::cerr << "keyline-injector: " << message << '\n';
   return code;
-}
-
-std::string FormatTime(int64_t us) {
-  if (us == 0) return "never";
-  std::time_t seconds = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 int Run(const InjectorConfig& config) {
@@ -136,7 +126,7 @@ int Status(const InjectorConfig& config, bool json) {
                                 {"pending", s.pending},
                                 {"messages_queued", s.messages_queued},
                                 {"pks_last_contact",
-                                 s.pks_last_contact_us ? FormatTime(s.pks_last_contact_us) : ""},
+                                 s.pks_last_contact_us ? keyline::UtcTimeText(s.pks_last_contact_us) : ""},
                                 {"pks_last_error", s.pks_last_error}}
                      .dump()
               << '\n';
@@ -149,7 +139,7 @@ int Status(const InjectorConfig& config, bool json) {
               static_cast<unsigned long long>(s.pending));
   std::printf("messages queued for the PKS %llu\n",
               static_cast<unsigned long long>(s.messages_queued));
-  std::printf("last contact with the PKS: %s%s%s\n", FormatTime(s.pks_last_contact_us).c_str(),
+  std::printf("last contact with the PKS: %s%s%s\n", keyline::UtcTimeText(s.pks_last_contact_us).c_str(),
               s.pks_last_error.empty() ? "" : "   last error: ", s.pks_last_error.c_str());
   return 0;
 }

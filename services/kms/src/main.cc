@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <csignal>
-#include <ctime>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -22,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "keyline/common/time_text.h"
 #include "keyline/broker/curve_keys.h"
 #include "keyline/broker/queue_inspector.h"
 #include "keyline/common/hex.h"
@@ -101,16 +101,6 @@ int Keys(const std::string& path, bool json) {
   return 0;
 }
 
-std::string FormatTime(int64_t us) {
-  if (us == 0) return "never";
-  std::time_t seconds = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
 // The process holding the RocksDB lock in `db_dir` (a running KMS): its pid, 0 when it runs in
 // another PID namespace (a container seen from outside); nothing when no process holds it.
 // F_GETLK only asks: it never takes the lock, so a health check cannot get in a starting KMS's way.
@@ -159,7 +149,7 @@ int RunningStatus(const keyline::kms::KmsConfig& config, pid_t pid, bool json) {
     nlohmann::json out = {{"running", true}, {"pid", pid}, {"plants", nlohmann::json::array()}};
     for (const auto& [plant, p] : plants) {
       out["plants"].push_back({{"plant", plant},
-                               {"last_contact", p.last_contact_us ? FormatTime(p.last_contact_us) : ""},
+                               {"last_contact", p.last_contact_us ? keyline::UtcTimeText(p.last_contact_us) : ""},
                                {"last_error", p.last_error},
                                {"messages_waiting", p.waiting},
                                {"messages_applied", p.applied_through}});
@@ -171,7 +161,7 @@ int RunningStatus(const keyline::kms::KmsConfig& config, pid_t pid, bool json) {
             << config.kms.data_dir.string() << '\n';
   if (plants.empty()) std::cout << "no plant has a link yet\n";
   for (const auto& [plant, p] : plants) {
-    std::cout << "  " << plant << ": last contact " << FormatTime(p.last_contact_us) << ", " << p.waiting
+    std::cout << "  " << plant << ": last contact " << keyline::UtcTimeText(p.last_contact_us) << ", " << p.waiting
               << " messages waiting, " << p.applied_through << " applied from it"
               << (p.last_error.empty() ? "" : ", last error: " + p.last_error) << '\n';
   }

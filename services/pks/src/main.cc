@@ -12,10 +12,10 @@
 
 #include <atomic>
 #include <csignal>
-#include <ctime>
 #include <iostream>
 #include <thread>
 
+#include "keyline/common/time_text.h"
 #include "keyline/common/log.h"
 #include "keyline/pks/pks_config.h"
 #include "keyline/pks/pks_service.h"
@@ -30,16 +30,6 @@ void OnSignal(int) { stop_requested.store(true); }
 
 keyline::StatusOr<PksConfig> LoadConfig(const std::string& path) {
   return keyline::pks::LoadPksConfig(path);
-}
-
-std::string FormatTime(int64_t us) {
-  if (us == 0) return "never";
-  std::time_t seconds = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 int Run(const PksConfig& config) {
@@ -81,7 +71,7 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
     out["records_written"] = s.records_written;
     out["records_queued"] = s.records_queued;
     out["stock_requests_open"] = s.stock_requests_open;
-    out["kms_last_contact"] = s.kms_last_contact_us ? FormatTime(s.kms_last_contact_us) : "";
+    out["kms_last_contact"] = s.kms_last_contact_us ? keyline::UtcTimeText(s.kms_last_contact_us) : "";
     out["kms_last_error"] = s.kms_last_error;
     out["products"] = nlohmann::json::array();
     for (const auto& p : s.products) {
@@ -119,7 +109,7 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
               static_cast<unsigned long long>(s.records_written),
               static_cast<unsigned long long>(s.records_queued),
               static_cast<unsigned long long>(s.stock_requests_open));
-  std::printf("last contact with the KMS: %s%s%s\n", FormatTime(s.kms_last_contact_us).c_str(),
+  std::printf("last contact with the KMS: %s%s%s\n", keyline::UtcTimeText(s.kms_last_contact_us).c_str(),
               s.kms_last_error.empty() ? "" : "   last error: ", s.kms_last_error.c_str());
   return 0;
 }
