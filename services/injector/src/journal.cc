@@ -83,10 +83,10 @@ StatusOr<JournalCounts> Journal::Count() const {
       database_->db()->NewIterator(rocksdb::ReadOptions(), database_->Family(kJournalFamily)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     std::string key = it->key().ToString();
+    // Copied: a FlatBuffer must be aligned, a value inside a RocksDB block is not.
+    std::string value = it->value().ToString();
     ASSIGN_OR_RETURN(JournalEntry entry,
-                     Decode({reinterpret_cast<const uint8_t*>(it->value().data()),
-                             it->value().size()},
-                            key));
+                     Decode({reinterpret_cast<const uint8_t*>(value.data()), value.size()}, key));
     if (!entry.reported) {
       ++counts.pending;
       continue;
