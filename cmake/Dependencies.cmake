@@ -4,6 +4,8 @@ find_package(PkgConfig REQUIRED)
 
 find_package(Threads REQUIRED)
 find_package(FlatBuffers CONFIG REQUIRED)
+# Always link RocksDB::rocksdb-shared, never RocksDB::rocksdb (static): one binary holding both
+# gets two copies of RocksDB's globals, and ASan sees them freed twice at exit.
 find_package(RocksDB CONFIG REQUIRED)
 find_package(cppzmq CONFIG REQUIRED)          # libzmq itself comes through pkg-config
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
