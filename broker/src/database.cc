@@ -98,8 +98,14 @@ StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& option
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : names) {
-    descriptors.emplace_back(name, name == kBrokerColumnFamily ? BrokerFamilyOptions()
-                                                                : rocksdb::ColumnFamilyOptions());
+    rocksdb::ColumnFamilyOptions family =
+        name == kBrokerColumnFamily ? BrokerFamilyOptions() : rocksdb::ColumnFamilyOptions();
+    if (std::find(options.uncompressed_column_families.begin(),
+                  options.uncompressed_column_families.end(),
+                  name) != options.uncompressed_column_families.end()) {
+      family.compression = rocksdb::kNoCompression;
+    }
+    descriptors.emplace_back(name, family);
   }
 
   std::filesystem::path secondary_path = options.secondary_path;

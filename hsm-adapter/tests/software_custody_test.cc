@@ -56,6 +56,41 @@ BOOST_AUTO_TEST_CASE(StoredKeyUnwrapsToTheSameKey) {
   BOOST_TEST(Kcv(*custody, back) == Kcv(*custody, key));
 }
 
+BOOST_AUTO_TEST_CASE(KeysWrappedManyAtOnceUnwrapOneByOne) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  std::vector<KeyHandle> keys;
+  std::vector<std::string> contexts;
+  for (int i = 0; i < 5; ++i) {
+    keys.push_back(KL_VALUE(custody->GenerateKey(KeyKind::kAes128)));
+    contexts.push_back("keyset/b." + std::to_string(i) + "/slot/1");
+  }
+  std::vector<WrappedKey> blobs = KL_VALUE(custody->WrapManyForStorage(keys, contexts));
+  BOOST_REQUIRE_EQUAL(blobs.size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    KeyHandle back = KL_VALUE(custody->UnwrapFromStorage(blobs[i], contexts[i]));
+    BOOST_TEST(Kcv(*custody, back) == Kcv(*custody, keys[i]));
+    // Each blob is bound to its own context, and no two share a nonce.
+    BOOST_TEST(custody->UnwrapFromStorage(blobs[i], contexts[(i + 1) % keys.size()]).status().code() ==
+               StatusCode::kDataLoss);
+    for (size_t j = 0; j < i; ++j) BOOST_TEST(blobs[i].bytes != blobs[j].bytes);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(WrapManyIsAllOrNothing) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle good = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  KeyHandle gone = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  KL_REQUIRE_OK(custody->DestroyKey(gone));
+  std::vector<KeyHandle> keys = {good, gone};
+  std::vector<std::string> contexts = {"a", "b"};
+  BOOST_TEST(custody->WrapManyForStorage(keys, contexts).status().code() == StatusCode::kNotFound);
+  std::vector<std::string> one_context = {"a"};
+  BOOST_TEST(custody->WrapManyForStorage(keys, one_context).status().code() ==
+             StatusCode::kInvalidArgument);
+}
+
 BOOST_AUTO_TEST_CASE(StoredKeyPairsKeepTheirPublicKeys) {
   TempDir dir;
   auto custody = OpenWithNewMasterKey(dir);

@@ -164,20 +164,32 @@ class SoftwareCustody final : public KeyCustody {
     std::lock_guard lock(mu_);
     RETURN_IF_ERROR(RequireKekLocked("wrap a key for storage"));
     ASSIGN_OR_RETURN(Entry * entry, FindLocked(key, std::nullopt));
-    SecretBytes portable = PortableOf(*entry);
-    WrappedKey out;
-    out.bytes.resize(kStorageHeader + kNonce + portable.size() + kTag);
-    uint8_t* b = out.bytes.data();
-    std::memcpy(b, kStorageMagic, 4);
-    b[4] = kStorageSchemeSoftware;
-    b[5] = static_cast<uint8_t>(entry->kind);
-    std::memcpy(b + 6, kek_id_.data(), kek_id_.size());
-    randombytes_buf(b + kStorageHeader, kNonce);
-    std::vector<uint8_t> ad = AssociatedData(b, context);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(b + kStorageHeader + kNonce, nullptr, portable.data(),
-                                               portable.size(), ad.data(), ad.size(), nullptr,
-                                               b + kStorageHeader, kek_.data());
-    return out;
+    std::array<uint8_t, kNonce> nonce{};
+    randombytes_buf(nonce.data(), nonce.size());
+    return WrapLocked(*entry, context, nonce.data());
+  }
+
+  // One lock and one draw of randomness for all nonces: per key, getrandom was a tenth of an
+  // import's time.
+  StatusOr<std::vector<WrappedKey>> WrapManyForStorage(std::span<const KeyHandle> keys,
+                                                       std::span<const std::string> contexts) override {
+    if (keys.size() != contexts.size()) return KeyCustody::WrapManyForStorage(keys, contexts);
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(RequireKekLocked("wrap keys for storage"));
+    std::vector<Entry*> entries;
+    entries.reserve(keys.size());
+    for (KeyHandle key : keys) {
+      ASSIGN_OR_RETURN(Entry * entry, FindLocked(key, std::nullopt));
+      entries.push_back(entry);
+    }
+    std::vector<uint8_t> nonces(keys.size() * kNonce);
+    randombytes_buf(nonces.data(), nonces.size());
+    std::vector<WrappedKey> wrapped;
+    wrapped.reserve(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      wrapped.push_back(WrapLocked(*entries[i], contexts[i], nonces.data() + i * kNonce));
+    }
+    return wrapped;
   }
 
   StatusOr<KeyHandle> UnwrapFromStorage(const WrappedKey& blob, std::string_view context) override {
@@ -406,6 +418,25 @@ class SoftwareCustody final : public KeyCustody {
                                      ": the software custody has no master key file configured");
     }
     return Status::Ok();
+  }
+
+  // The storage blob: header, the given nonce, XChaCha20-Poly1305 under the KEK with the
+  // header and context as associated data.
+  WrappedKey WrapLocked(const Entry& entry, std::string_view context, const uint8_t* nonce) {
+    SecretBytes portable = PortableOf(entry);
+    WrappedKey out;
+    out.bytes.resize(kStorageHeader + kNonce + portable.size() + kTag);
+    uint8_t* b = out.bytes.data();
+    std::memcpy(b, kStorageMagic, 4);
+    b[4] = kStorageSchemeSoftware;
+    b[5] = static_cast<uint8_t>(entry.kind);
+    std::memcpy(b + 6, kek_id_.data(), kek_id_.size());
+    std::memcpy(b + kStorageHeader, nonce, kNonce);
+    std::vector<uint8_t> ad = AssociatedData(b, context);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(b + kStorageHeader + kNonce, nullptr, portable.data(),
+                                               portable.size(), ad.data(), ad.size(), nullptr,
+                                               b + kStorageHeader, kek_.data());
+    return out;
   }
 
   static std::vector<uint8_t> AssociatedData(const uint8_t* header, std::string_view context) {

@@ -204,6 +204,7 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
   uint64_t index = 0;
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<std::string> records;
+  std::vector<std::string> contexts;  // of each key's storage wrap, in handle order
   for (size_t c = 0; c < view.chunk_sizes.size(); ++c) {
     const uint64_t sets = view.chunk_sizes[c];
     if (index + sets <= done) {
@@ -235,25 +236,25 @@ StatusOr<ImportResult> KeySetStore::ImportStaged(const std::filesystem::path& st
     unwrap_time += t1 - t0;
     records.clear();
     records.reserve(sets);
-    Status wrap_status;
+    contexts.clear();
+    for (uint64_t s = 0; s < sets; ++s) {
+      for (size_t k = 0; k < slots; ++k) {
+        contexts.push_back("keyset/" + view.batch_id + "." + std::to_string(index + s) + "/slot/" +
+                           std::to_string(view.slots[k]));
+      }
+    }
+    auto stored = context_->custody->WrapManyForStorage(handles, contexts);
+    Status wrap_status = stored.status();
     for (uint64_t s = 0; s < sets && wrap_status.ok(); ++s) {
-      const std::string id = view.batch_id + "." + std::to_string(index + s);
       fbb.Clear();
       std::vector<flatbuffers::Offset<wire::StoredSlotKey>> keys;
       for (size_t k = 0; k < slots; ++k) {
-        auto stored = context_->custody->WrapForStorage(
-            handles[s * slots + k], "keyset/" + id + "/slot/" + std::to_string(view.slots[k]));
-        if (!stored.ok()) {
-          wrap_status = stored.status();
-          break;
-        }
-        keys.push_back(wire::CreateStoredSlotKey(fbb, view.slots[k], fbb.CreateVector(stored->bytes)));
+        keys.push_back(wire::CreateStoredSlotKey(fbb, view.slots[k], fbb.CreateVector((*stored)[s * slots + k].bytes)));
       }
-      if (!wrap_status.ok()) break;
-      fbb.Finish(wire::CreateKmsKeySet(fbb, fbb.CreateString(id), fbb.CreateString(view.oem),
-                                       fbb.CreateString(view.product), fbb.CreateString(view.batch_id),
-                                       first_order + index + s, wire::KeySetState::IMPORTED,
-                                       fbb.CreateVector(keys)));
+      fbb.Finish(wire::CreateKmsKeySet(fbb, fbb.CreateString(view.batch_id + "." + std::to_string(index + s)),
+                                       fbb.CreateString(view.oem), fbb.CreateString(view.product),
+                                       fbb.CreateString(view.batch_id), first_order + index + s,
+                                       wire::KeySetState::IMPORTED, fbb.CreateVector(keys)));
       records.emplace_back(FinishedText(fbb));
     }
     destroy_all();

@@ -114,6 +114,7 @@ class Kms::Impl {
     db_options.column_families = {layout::kCatalog, layout::kKeySets, layout::kStock, layout::kShipped,
                                   layout::kBatches, layout::kRecords, layout::kVerify, layout::kAudit,
                                   layout::kMeta};
+    db_options.uncompressed_column_families = {layout::kKeySets};  // wrapped keys: random bytes
     ASSIGN_OR_RETURN(database_, broker::Database::Open(db_options));
     ASSIGN_OR_RETURN(store_, broker::MessageStore::Open(database_.get(), {.self = "kms"}));
     context_.database = database_.get();

@@ -29,6 +29,9 @@ struct DatabaseOptions {
   std::filesystem::path path;
   // The service's own column families (besides "default" and "broker"). Default: none.
   std::vector<std::string> column_families;
+  // Of those, the families whose values are random bytes (wrapped keys): stored uncompressed,
+  // since compressing them only costs CPU. Default: none (all compressed).
+  std::vector<std::string> uncompressed_column_families;
   // Open as a read-only secondary instance that follows a live primary (keyline-queue).
   // `secondary_path` is where the secondary keeps its own small state; empty: a temporary
   // directory that is removed when the Database closes. Default: primary.

@@ -99,6 +99,11 @@ class KeyCustody {
   // "keyset/42/slot/1"); unwrapping needs the same context.
   [[nodiscard]] virtual StatusOr<WrappedKey> WrapForStorage(KeyHandle key,
                                                             std::string_view context) = 0;
+  // WrapForStorage for many keys at once, `contexts[i]` bound to `keys[i]`: what an import of
+  // a million key sets calls, so a backend can take its lock and its randomness once per call.
+  // All or nothing: an unknown handle fails the whole call.
+  [[nodiscard]] virtual StatusOr<std::vector<WrappedKey>> WrapManyForStorage(
+      std::span<const KeyHandle> keys, std::span<const std::string> contexts);
   // A modified blob, another context or another custody's blob is an error (kDataLoss /
   // kFailedPrecondition), never a wrong key.
   [[nodiscard]] virtual StatusOr<KeyHandle> UnwrapFromStorage(const WrappedKey& blob,
