@@ -15,8 +15,8 @@ the normalised model is checked against the lab as deploy/compose/README.md desc
 - every service starts through keyline-entrypoint, as root with no capability beyond CHOWN,
   DAC_READ_SEARCH, SETUID and SETGID, no-new-privileges, a read-only root filesystem and a
   tmpfs at /run/keyline for the copied secrets; no `user:` (the entrypoint drops to keyline);
-  the KMS's entrypoint adds the admin key, each PKS's imports the transport key under the
-  name the setup service registers the product with;
+  each PKS's imports the transport key under the name the setup service registers the
+  product with;
 - every long-running service has a health check running its own binary's `status --config <its
   config>` through keyline-entrypoint; setup is one-shot (restart "no", no health check);
 - every service has its own named volume <service>-data at /var/lib/keyline, and no other
@@ -30,7 +30,8 @@ the normalised model is checked against the lab as deploy/compose/README.md desc
   path (a secret the service mounts, as copied to /run/keyline/secrets/, or a file the service
   creates in its own data dir), expects the public key of the very service it dials, and every
   endpoint it dials is a service on a shared network that listens on that port; each ECU
-  simulator admits exactly its plant's injectors, by their station ids and public keys.
+  simulator admits exactly its plant's injectors, by their station ids and public keys; the
+  KMS admits exactly the admin key that make-secrets makes (admin_key_files).
 
 --self-test breaks copies of the file in known ways and requires each copy to be rejected for
 the expected reason (and an unbroken copy to pass), so the check cannot silently pass anything.
@@ -253,9 +254,7 @@ def check_privileges(lab, name, svc, role):
     """The entrypoint starts as root to copy the secrets, then drops to keyline for good."""
     entrypoint = argv_of(svc.get("entrypoint"))
     want = [ENTRYPOINT]
-    if role == "kms":
-        want += ["--kms-admin-key", public_key_file("admin")]
-    elif role == "pks":
+    if role == "pks":
         ref = lab.setup_env().get("LAB_TRANSPORT_KEY_REF")
         want += ["--import-transport-key", f"{ref}={SECRETS_COPY_DIR}{TRANSPORT_KEY}"]
     if entrypoint != want:
@@ -465,6 +464,16 @@ def check_simulator_clients(lab):
                      f"{sorted(map(str, want))} (its plant's injectors)")
 
 
+def check_admin_keys(lab):
+    """keylinectl (the setup service) gets into the KMS with the admin key make-secrets made."""
+    conf = (lab.configs.get(("kms", f"{CONFIG_DIR}/kms.toml")) or {}).get("kms") or {}
+    have = (conf.get("admin_key_files"), conf.get("admin_keys"))
+    want = ([public_key_file("admin")], None)
+    if have != want:
+        lab.fail(f"kms: config kms.admin_key_files, admin_keys = {have}, expected {want} "
+                 "(the admin key is made per installation)")
+
+
 def check_secret_files(lab):
     """Top-level secrets: files under ./deploy/compose/secrets/, every one used."""
     secrets_dir = os.path.join(lab.project_dir, "deploy", "compose", "secrets") + os.sep
@@ -518,6 +527,7 @@ def check(compose_file, docker_compose="docker-compose", project_dir=None, requi
             lab.fail(f"volume {vol}: data dir shared by {users}")
     check_endpoints(lab)
     check_simulator_clients(lab)
+    check_admin_keys(lab)
     check_secret_files(lab)
     return lab.errors
 
@@ -605,8 +615,6 @@ def mutants(original_text):
         "kms: user", False
     yield "no entrypoint", edit(lambda d: s(d, "ecu-sim-a").pop("entrypoint")), \
         "ecu-sim-a: entrypoint", False
-    yield "KMS without its admin key", edit(lambda d: s(d, "kms").update(
-        entrypoint=[ENTRYPOINT])), "kms: entrypoint", False
     yield "PKS imports the transport key under another name", edit(
         lambda d: s(d, "pks-b").update(entrypoint=[
             ENTRYPOINT, "--import-transport-key", "other=/run/keyline/secrets/transport-key"])), \
@@ -663,6 +671,9 @@ def self_test(compose_file, docker_compose):
             ("relative path in a config", "kms",
              "/run/keyline/secrets/kms-curve-secret", "kms-curve-secret",
              "kms: config kms.curve_key_file = kms-curve-secret: use absolute paths"),
+            ("KMS admits another admin key", "kms",
+             "/etc/keyline/public/admin.curve.pub", "/etc/keyline/public/pks-a.curve.pub",
+             "kms: config kms.admin_key_files"),
             ("KMS does not listen where the plants dial", "kms",
              "tcp://0.0.0.0:7100", "tcp://0.0.0.0:7109",
              "pks-a: config kms.connect dials kms:7100, but kms listens on"),

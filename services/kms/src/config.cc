@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "keyline/broker/curve_keys.h"
 #include "keyline/common/config.h"
 #include "keyline/hsm/software_custody.h"
 
@@ -22,6 +23,16 @@ StatusOr<KmsConfig> LoadKmsConfig(const std::filesystem::path& path) {
     auto key = broker::CurvePublicKeyFromZ85(text, "admin key");
     if (!key.ok()) {
       kms.Fail("admin_keys", key.status().message());
+      continue;
+    }
+    config.kms.admin_keys.push_back(*key);
+  }
+  // The same keys as files (keylinectl keys generate curve writes <name>.pub): an installation
+  // that makes its admin key at set-up names the file and never edits this one.
+  for (const std::string& file : kms.OptionalStringList("admin_key_files")) {
+    auto key = broker::LoadCurvePublicKeyFile(ResolveConfigPath(base, file));
+    if (!key.ok()) {
+      kms.Fail("admin_key_files", key.status().message());
       continue;
     }
     config.kms.admin_keys.push_back(*key);

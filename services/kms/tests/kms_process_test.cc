@@ -77,10 +77,12 @@ struct Lab {
     Result admin = Run(KMS_PATH, {"admin-key", "--out", (dir.path() / "admin.key").string()});
     BOOST_REQUIRE_MESSAGE(admin.exit_code == 0, admin.err);
     admin_public = admin.out.substr(0, 40);
+    // The admin key by file (admin_key_files); the lab and compose tests cover admin_keys inline.
+    std::ofstream(dir.path() / "admin.pub") << "# keylinectl's key\n" << admin_public << "\n";
     std::ofstream(dir.path() / "kms.toml") << "[kms]\ndata_dir = \"data\"\n"
                                            << "link_bind = \"tcp://127.0.0.1:" << link_port << "\"\n"
                                            << "admin_bind = \"tcp://127.0.0.1:" << admin_port << "\"\n"
-                                           << "admin_keys = [\"" << admin_public << "\"]\n"
+                                           << "admin_key_files = [\"admin.pub\"]\n"
                                            << "heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 1000\n"
                                            << "[hsm]\nbackend = \"software\"\nmaster_key_file = \"master.key\"\n"
                                            << "[log]\nlevel = \"warn\"\n";
@@ -183,6 +185,15 @@ BOOST_AUTO_TEST_CASE(AdminCommandsEndToEndWithExitStatuses) {
   Lab lab;
   PlantSim plant(lab.dir.path() / "plant-a", "plant-a");
   lab.Catalog(&plant);
+
+  // A bad admin key file is a one-line error naming the setting.
+  std::ofstream(lab.dir.path() / "bad.pub") << "not a key\n";
+  std::string bad_config = (lab.dir.path() / "bad.toml").string();
+  std::ofstream(bad_config) << "[kms]\ndata_dir = \"data\"\nadmin_key_files = [\"bad.pub\"]\n"
+                            << "[hsm]\nbackend = \"software\"\nmaster_key_file = \"master.key\"\n";
+  Result bad_key = lab.Run(KMS_PATH, {"check-config", "--config", bad_config});
+  BOOST_TEST(bad_key.exit_code != 0);
+  BOOST_TEST(bad_key.err.find("admin_key_files") != std::string::npos, bad_key.err);
 
   // Usage errors: exit 2, nothing sent.
   BOOST_TEST(lab.Ctl({"oem", "add", "--name", "x", "--signing-key", "zz"}).exit_code == 2);
