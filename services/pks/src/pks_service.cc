@@ -135,7 +135,11 @@ class PksServiceImpl final : public PksService {
         broker::LinkClient::Start(
             store_.get(),
             [this](const broker::Delivery& d, broker::WriteContext& w) {
-              return HandleKmsDelivery(core_, d, w);
+              Status handled = HandleKmsDelivery(core_, d, w);
+              // A new configuration may admit or revoke stations: act on it now, not at the
+              // next sweep (a station refused meanwhile backs off for seconds).
+              WakeMaintenance();
+              return handled;
             },
             {.server_endpoint = config_.kms_endpoint,
              .server_key = kms_key_,
@@ -194,8 +198,9 @@ class PksServiceImpl final : public PksService {
       {
         std::unique_lock lock(maintenance_mu_);
         maintenance_cv_.wait_for(lock, std::chrono::milliseconds(config_.deadline_sweep_ms),
-                                 [this] { return stopping_; });
+                                 [this] { return stopping_ || wake_; });
         if (stopping_) return;
+        wake_ = false;
       }
       int64_t now = NowUs();
       bool expired;
@@ -237,6 +242,14 @@ class PksServiceImpl final : public PksService {
     }
   }
 
+  void WakeMaintenance() {
+    {
+      std::lock_guard lock(maintenance_mu_);
+      wake_ = true;
+    }
+    maintenance_cv_.notify_all();
+  }
+
   // A status is only worth queueing when the previous one has been delivered: in interval
   // mode they would otherwise pile up between contacts.
   bool ControlQueueDrained() const {
@@ -262,6 +275,7 @@ class PksServiceImpl final : public PksService {
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;
   bool stopping_ = false;
+  bool wake_ = false;  // run the maintenance pass now
   std::thread maintenance_;
 
  public:
