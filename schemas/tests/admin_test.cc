@@ -7,61 +7,9 @@
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
 #include "samples.h"
-// After samples.h: the corruption templates find ReadAll for the admin tables by ordinary lookup.
 #include "corruption.h"
 
 namespace keyline::schemas::testing {
-
-template <>
-std::vector<uint8_t> Sample<wire::AdminRequest>() {
-  flatbuffers::FlatBufferBuilder fbb;
-  std::vector<flatbuffers::Offset<wire::SlotLayout>> slots = {
-      wire::CreateSlotLayout(fbb, 1, 1, 1, 0),
-      wire::CreateSlotLayout(fbb, 4, 1, 2, 0x02)};
-  auto product = wire::CreateProduct(
-      fbb, fbb.CreateString("acme-bcm"), fbb.CreateString("acme"), fbb.CreateVector(slots),
-      wire::SheFlagLayout::SHE_CLASSIC, fbb.CreateString("acme-transport"), 100, 500, 60);
-  auto add = wire::CreateProductAdd(fbb, product);
-  fbb.Finish(wire::CreateAdminRequest(fbb, wire::AdminCommand::ProductAdd, add.Union()));
-  auto bytes = FinishedBytes(fbb);
-  return {bytes.begin(), bytes.end()};
-}
-
-template <>
-std::vector<uint8_t> Sample<wire::AdminReply>() {
-  flatbuffers::FlatBufferBuilder fbb;
-  const std::vector<uint8_t> data = Counting(40, 0x30);
-  fbb.Finish(wire::CreateAdminReply(fbb, fbb.CreateString("{\"ok\":true}"), CreateBytes(fbb, data)));
-  auto bytes = FinishedBytes(fbb);
-  return {bytes.begin(), bytes.end()};
-}
-
-uint64_t ReadAll(const wire::AdminRequest& m) {
-  uint64_t sum = static_cast<uint64_t>(m.command_type());
-  if (const auto* add = m.command_as_ProductAdd(); add != nullptr && add->product() != nullptr) {
-    const wire::Product* p = add->product();
-    sum += Text(p->name()).size() + Text(p->oem()).size() + Text(p->transport_key_ref()).size();
-    sum += p->min_stock() + p->target_stock() + p->reservation_timeout_s();
-    if (p->slots() != nullptr) {
-      for (const auto* slot : *p->slots()) {
-        if (slot != nullptr) sum += slot->slot() + slot->auth_slot() + slot->counter() + slot->flags();
-      }
-    }
-  }
-  if (const auto* oem = m.command_as_OemAdd(); oem != nullptr) {
-    sum += Text(oem->name()).size() + Bytes(oem->signing_public_key()).size();
-  }
-  if (const auto* upload = m.command_as_BatchUpload(); upload != nullptr) {
-    for (uint8_t b : Bytes(upload->data())) sum += b;
-  }
-  return sum;
-}
-
-uint64_t ReadAll(const wire::AdminReply& m) {
-  uint64_t sum = Text(m.json()).size();
-  for (uint8_t b : Bytes(m.data())) sum += b;
-  return sum;
-}
 
 namespace {
 
