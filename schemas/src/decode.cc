@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "keyline/wire/link_generated.h"
+
 namespace keyline::schemas {
 namespace {
 
@@ -18,6 +20,27 @@ std::string Prefix(std::string_view what) { return std::string(what) + ": "; }
 std::string EnvelopeName(const wire::Envelope& envelope) {
   return "Envelope #" + std::to_string(envelope.sequence()) + " (" +
          MessageTypeName(envelope.type()) + ")";
+}
+
+// A union's type and value agree: a known type has a value, NONE has none. A type newer than
+// this build may come with a value the Verifier did not look at; readers refuse such a type.
+template <typename Type>
+Status CheckUnion(Type type, Type max, const void* value, std::string_view what,
+                  std::string_view field, DecodeError* error) {
+  const bool known = type != Type::NONE && type <= max;
+  if (known && value == nullptr) {
+    return Refuse(DecodeError::kInvalidField,
+                  InvalidArgumentError(Prefix(what) + std::string(field) + " is missing (its type is " +
+                                       std::to_string(static_cast<unsigned>(type)) + ")"),
+                  error);
+  }
+  if (type == Type::NONE && value != nullptr) {
+    return Refuse(DecodeError::kInvalidField,
+                  InvalidArgumentError(Prefix(what) + std::string(field) +
+                                       " is present but its type is NONE"),
+                  error);
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -76,6 +99,15 @@ Status MalformedError(std::span<const uint8_t> bytes, std::string_view what, Dec
                                      " bytes failed FlatBuffers verification (truncated, "
                                      "corrupt, or another table)"),
                 error);
+}
+
+Status CheckUnions(const wire::AdminRequest& request, std::string_view what, DecodeError* error) {
+  return CheckUnion(request.command_type(), wire::AdminCommand::MAX, request.command(), what,
+                    "command", error);
+}
+
+Status CheckUnions(const wire::LinkFrame& frame, std::string_view what, DecodeError* error) {
+  return CheckUnion(frame.body_type(), wire::LinkBody::MAX, frame.body(), what, "body", error);
 }
 
 flatbuffers::Verifier::Options VerifierOptions(const DecodeLimits& limits) {

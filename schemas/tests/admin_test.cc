@@ -63,6 +63,52 @@ BOOST_AUTO_TEST_CASE(AdminTypesAreAppendedAfterInjectionResult) {
   BOOST_TEST(static_cast<int>(wire::AdminCommand::KmsStatusQuery) == 13);
 }
 
+// Found by tests/fuzz/fuzz_messages (17 bytes, kept in tests/fuzz/corpus/fuzz_messages/): a
+// command with no command type. The Verifier accepted it and keyline-queue's PayloadToJson
+// followed the untyped command to a null type and crashed.
+BOOST_AUTO_TEST_CASE(CommandWithoutTypeIsRefused) {
+  const std::vector<uint8_t> crash = {0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00,
+                                      0x08, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00};
+  DecodeError why{};
+  auto decoded = DecodeMessage<wire::AdminRequest>(crash, {}, &why);
+  BOOST_REQUIRE(!decoded.ok());
+  BOOST_TEST((why == DecodeError::kInvalidField));
+  BOOST_TEST(decoded.status().message() == "AdminRequest: command is present but its type is NONE");
+  BOOST_TEST(!VerifyPayload(wire::MessageType::AdminRequest, crash).ok());
+}
+
+// The other half of the same gap: a command type with no command. The KMS's admin handler read
+// command_as_OemAdd()->name() through the null pointer the generated accessor returned.
+BOOST_AUTO_TEST_CASE(CommandTypeWithoutCommandIsRefused) {
+  for (auto type : {wire::AdminCommand::OemAdd, wire::AdminCommand::BatchUpload,
+                    wire::AdminCommand::KmsStatusQuery}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    wire::AdminRequestBuilder request(fbb);
+    request.add_command_type(type);
+    fbb.Finish(request.Finish());
+    DecodeError why{};
+    auto decoded = DecodeMessage<wire::AdminRequest>(FinishedBytes(fbb), {}, &why);
+    BOOST_REQUIRE(!decoded.ok());
+    BOOST_TEST((why == DecodeError::kInvalidField));
+    BOOST_TEST(decoded.status().message() ==
+               "AdminRequest: command is missing (its type is " +
+                   std::to_string(static_cast<int>(type)) + ")");
+  }
+}
+
+// A newer keylinectl's command stays readable as "unknown": the KMS answers with its error.
+BOOST_AUTO_TEST_CASE(CommandOfANewerTypeStillDecodes) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto query = wire::CreateKmsStatusQuery(fbb);
+  wire::AdminRequestBuilder request(fbb);
+  request.add_command_type(static_cast<wire::AdminCommand>(200));
+  request.add_command(query.Union());
+  fbb.Finish(request.Finish());
+  auto decoded = DecodeMessage<wire::AdminRequest>(FinishedBytes(fbb));
+  BOOST_REQUIRE(decoded.ok());
+  BOOST_TEST(static_cast<int>((*decoded)->command_type()) == 200);
+}
+
 KEYLINE_CORRUPTION_TESTS(AdminRequest)
 KEYLINE_CORRUPTION_TESTS(AdminReply)
 

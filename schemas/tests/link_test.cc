@@ -162,6 +162,42 @@ BOOST_AUTO_TEST_CASE(GarbageLinkFramesAreRejectedOrReadSafely) {
   BOOST_TEST(!DecodeVerified<wire::LinkFrame>(garbage, "LinkFrame").ok());
 }
 
+// Found by tests/fuzz/fuzz_link (kept in tests/fuzz/corpus/fuzz_link/): a frame whose body type
+// says Hello but that has no body. The Verifier accepted it, body_as_Hello() returned null, and
+// the link dereferenced it: one frame from a peer crashed the KMS or a PKS.
+BOOST_AUTO_TEST_CASE(BodyTypeWithoutBodyIsRefused) {
+  const std::vector<uint8_t> crash = {0x08, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+                                      0x08, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x01};
+  DecodeError why{};
+  auto decoded = DecodeVerified<wire::LinkFrame>(crash, "LinkFrame", {}, &why);
+  BOOST_REQUIRE(!decoded.ok());
+  BOOST_TEST((why == DecodeError::kInvalidField));
+  BOOST_TEST(decoded.status().message() == "LinkFrame: body is missing (its type is 1)");
+
+  for (auto type : {wire::LinkBody::Data, wire::LinkBody::Ack, wire::LinkBody::Heartbeat,
+                    wire::LinkBody::DataBatch}) {
+    flatbuffers::FlatBufferBuilder builder;
+    wire::LinkFrameBuilder frame(builder);
+    frame.add_body_type(type);
+    builder.Finish(frame.Finish());
+    const std::vector<uint8_t> bytes = Finish(builder);
+    BOOST_TEST(!DecodeVerified<wire::LinkFrame>(bytes, "LinkFrame").ok());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(BodyWithoutTypeIsRefused) {
+  flatbuffers::FlatBufferBuilder builder;
+  auto ack = wire::CreateAck(builder, builder.CreateString("records"), 3);
+  wire::LinkFrameBuilder frame(builder);
+  frame.add_body(ack.Union());
+  builder.Finish(frame.Finish());
+  const std::vector<uint8_t> bytes = Finish(builder);
+  DecodeError why{};
+  auto decoded = DecodeVerified<wire::LinkFrame>(bytes, "LinkFrame", {}, &why);
+  BOOST_REQUIRE(!decoded.ok());
+  BOOST_TEST((why == DecodeError::kInvalidField));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace

@@ -38,6 +38,10 @@
 #include "keyline/schemas/fields.h"
 #include "keyline/schemas/message_types.h"
 
+namespace keyline::wire {
+struct LinkFrame;
+}  // namespace keyline::wire
+
 namespace keyline::schemas {
 
 // Largest frame a receiver accepts by default: 1 MiB. A StockBatch is the largest message;
@@ -75,9 +79,23 @@ Status CheckFrameSize(std::span<const uint8_t> bytes, std::string_view what,
                       const DecodeLimits& limits, DecodeError* error);
 Status MalformedError(std::span<const uint8_t> bytes, std::string_view what, DecodeError* error);
 flatbuffers::Verifier::Options VerifierOptions(const DecodeLimits& limits);
+
+// What the Verifier leaves unchecked in a union: it accepts a type that names a table with no
+// value (the generated body_as_X() then returns null) and a value whose type is NONE (which
+// minireflect follows anyway). The tables holding a union refuse both (kInvalidField); every
+// other table has nothing to check.
+template <typename T>
+Status CheckUnions(const T&, std::string_view, DecodeError*) {
+  return Status::Ok();
+}
+Status CheckUnions(const wire::AdminRequest& request, std::string_view what, DecodeError* error);
+Status CheckUnions(const wire::LinkFrame& frame, std::string_view what, DecodeError* error);
 }  // namespace internal
 
-// Verifies `bytes` as a FlatBuffer whose root is the table T and returns that root.
+// Verifies `bytes` as a FlatBuffer whose root is the table T and returns that root. A union in
+// the root (AdminRequest.command, LinkFrame.body) has a value exactly when its type names a
+// table this build knows, so the generated <field>_as_<Type>() never returns null for the type
+// the <field>_type() accessor reports.
 // `what` names the buffer in errors ("KeyPackageRequest", "records/17"); on failure the Status
 // reads e.g. "KeyPackageRequest: buffer of 12 bytes failed FlatBuffers verification ..." and,
 // when `error` is not null, *error says why. `error` is left untouched on success.
@@ -89,7 +107,9 @@ template <typename T>
   RETURN_IF_ERROR(internal::CheckFrameSize(bytes, what, limits, error));
   flatbuffers::Verifier verifier(bytes.data(), bytes.size(), internal::VerifierOptions(limits));
   if (!verifier.VerifyBuffer<T>(nullptr)) return internal::MalformedError(bytes, what, error);
-  return flatbuffers::GetRoot<T>(bytes.data());
+  const T* root = flatbuffers::GetRoot<T>(bytes.data());
+  RETURN_IF_ERROR(internal::CheckUnions(*root, what, error));
+  return root;
 }
 
 // The result would point into a vector destroyed at the end of the call: keep the bytes alive.
