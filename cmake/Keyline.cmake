@@ -37,6 +37,10 @@ function(keyline_executable name)
 endfunction()
 
 function(keyline_test name)
+  # The fuzz build (KEYLINE_FUZZ) runs libFuzzer targets only: no Boost.Test executables.
+  if(KEYLINE_FUZZ)
+    return()
+  endif()
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS;ENVIRONMENT" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} keyline::test_support Boost::unit_test_framework)

@@ -4,6 +4,8 @@
 option(KEYLINE_WERROR "Treat warnings as errors" OFF)
 # Build with AddressSanitizer + UndefinedBehaviorSanitizer (default OFF; scripts/test turns it ON).
 option(KEYLINE_SANITIZE "Build with ASan and UBSan" OFF)
+# Build only the decoders and their libFuzzer targets, with clang (default OFF; scripts/fuzz turns it ON).
+option(KEYLINE_FUZZ "Build the libFuzzer targets in tests/fuzz only (clang)" OFF)
 
 set(CMAKE_CXX_STANDARD 20)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
@@ -34,9 +36,18 @@ if(KEYLINE_WERROR)
   list(APPEND KEYLINE_WARNING_FLAGS -Werror)
 endif()
 
-if(KEYLINE_SANITIZE)
-  set(KEYLINE_SANITIZER_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined
-      -fno-omit-frame-pointer)
+set(KEYLINE_SANITIZER_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined
+    -fno-omit-frame-pointer)
+if(KEYLINE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "KEYLINE_FUZZ=ON needs clang (libFuzzer): configure with "
+                        "-DCMAKE_CXX_COMPILER=clang++-14, as scripts/fuzz does")
+  endif()
+  # Every object of the fuzz build is instrumented for coverage; only the fuzz targets link
+  # libFuzzer's main (-fsanitize=fuzzer, in tests/fuzz). ASan and UBSan are always on there.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+if(KEYLINE_SANITIZE OR KEYLINE_FUZZ)
   add_compile_options(${KEYLINE_SANITIZER_FLAGS})
   add_link_options(${KEYLINE_SANITIZER_FLAGS})
 endif()
