@@ -67,7 +67,7 @@ bool DecodeAndReadAll(std::span<const uint8_t> bytes, const char* what) {
     CheckRefusal(decoded.status(), why);
     return false;
   }
-  FUZZ_CHECK(reinterpret_cast<const uint8_t*>(*decoded) > bytes.data());
+  FUZZ_CHECK(reinterpret_cast<const uint8_t*>(*decoded) >= bytes.data());
   FUZZ_CHECK(reinterpret_cast<const uint8_t*>(*decoded) < bytes.data() + bytes.size());
   (void)ReadEveryField<T>(bytes);
   return true;
