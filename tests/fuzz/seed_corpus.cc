@@ -32,6 +32,8 @@ void Messages(SeedWriter& out) {
   schemas::testing::ForEachMessageTable([&]<typename T>() {
     const std::string name(schemas::MessageTraits<T>::kName);
     const Bytes payload = Sample<T>();
+    SeedWriter::Require(schemas::VerifyPayload(schemas::MessageTraits<T>::kType, payload),
+                        "fuzz_messages", name);
     out.Write("fuzz_messages", name, static_cast<uint8_t>(schemas::MessageTraits<T>::kType), payload);
     schemas::EnvelopeHeader header;
     header.message_id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
@@ -39,9 +41,14 @@ void Messages(SeedWriter& out) {
     header.sequence = 42;
     header.sender = "plant-a";
     header.created_at_us = 1'700'000'000'000'000;
-    out.Write("fuzz_envelope", name, schemas::BuildEnvelope(schemas::HeaderFor<T>(header), payload));
+    const Bytes envelope = schemas::BuildEnvelope(schemas::HeaderFor<T>(header), payload);
+    SeedWriter::Require(schemas::DecodeEnvelope(envelope).status(), "fuzz_envelope", name);
+    out.Write("fuzz_envelope", name, envelope);
   });
-  out.Write("fuzz_records", "InjectionRecord", Sample<wire::InjectionRecord>());
+  const Bytes record = Sample<wire::InjectionRecord>();
+  SeedWriter::Require(schemas::DecodeInjectionRecord(record).status(), "fuzz_records",
+                      "InjectionRecord");
+  out.Write("fuzz_records", "InjectionRecord", record);
 }
 
 // Link frames as broker/src/link.cc builds them: envelopes 8-byte aligned inside Data.
@@ -65,38 +72,38 @@ void Link(SeedWriter& out) {
         wire::CreateStreamPosition(fbb, fbb.CreateString("records"), 1200)};
     auto hello = wire::CreateHello(fbb, 1, false, fbb.CreateVector(positions), 3, 1 << 20);
     fbb.Finish(wire::CreateLinkFrame(fbb, wire::LinkBody::Hello, hello.Union()));
-    out.Write("fuzz_link", "Hello", 0, Finished(fbb));
+    out.WriteVerified<wire::LinkFrame>("fuzz_link", "Hello", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     auto d = data(fbb);
     fbb.Finish(wire::CreateLinkFrame(fbb, wire::LinkBody::Data, d.Union()));
-    out.Write("fuzz_link", "Data", 0, Finished(fbb));
+    out.WriteVerified<wire::LinkFrame>("fuzz_link", "Data", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     std::vector<flatbuffers::Offset<wire::Data>> items = {data(fbb), data(fbb)};
     auto batch = wire::CreateDataBatch(fbb, fbb.CreateVector(items));
     fbb.Finish(wire::CreateLinkFrame(fbb, wire::LinkBody::DataBatch, batch.Union()));
-    out.Write("fuzz_link", "DataBatch", 0, Finished(fbb));
+    out.WriteVerified<wire::LinkFrame>("fuzz_link", "DataBatch", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     auto ack = wire::CreateAck(fbb, fbb.CreateString("stock"), 7);
     fbb.Finish(wire::CreateLinkFrame(fbb, wire::LinkBody::Ack, ack.Union()));
-    out.Write("fuzz_link", "Ack", 0, Finished(fbb));
+    out.WriteVerified<wire::LinkFrame>("fuzz_link", "Ack", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     auto heartbeat = wire::CreateHeartbeat(fbb, 1'700'000'000'000'000, 12);
     fbb.Finish(wire::CreateLinkFrame(fbb, wire::LinkBody::Heartbeat, heartbeat.Union()));
-    out.Write("fuzz_link", "Heartbeat", 0, Finished(fbb));
+    out.WriteVerified<wire::LinkFrame>("fuzz_link", "Heartbeat", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateLinkState(fbb, 1'700'000'000'000'000,
                                      fbb.CreateString("connection refused"), 1'700'000'000'000'001));
-    out.Write("fuzz_link", "LinkState", 1, Finished(fbb));
+    out.WriteVerified<wire::LinkState>("fuzz_link", "LinkState", 1, Finished(fbb));
   }
 }
 
@@ -121,9 +128,10 @@ void Injector(SeedWriter& out) {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateEolRequest(fbb, wire::EolOp::PROVISION, fbb.CreateVector(uid),
                                       fbb.CreateString("acme-bcm")));
-    out.Write("fuzz_eol", "EolRequest", 0, Finished(fbb));
+    out.WriteVerified<wire::EolRequest>("fuzz_eol", "EolRequest", 0, Finished(fbb));
   }
   const Bytes reply = injector::EncodeEolReply(SampleOutcome());
+  SeedWriter::Require(injector::DecodeEolReply(reply).status(), "fuzz_eol", "EolReply");
   out.Write("fuzz_eol", "EolReply", 1, reply);
   {
     const Bytes package = Sample<wire::KeyPackage>();
@@ -132,7 +140,7 @@ void Injector(SeedWriter& out) {
         fbb, wire::ProvisioningState::REPORTED, fbb.CreateString("acme-bcm"),
         fbb.CreateVector(uid), fbb.CreateVector(package), 1, fbb.CreateVector(reply), 5,
         1'700'000'000'000'000));
-    out.Write("fuzz_eol", "StoredProvisioning", 2, Finished(fbb));
+    out.WriteVerified<wire::StoredProvisioning>("fuzz_eol", "StoredProvisioning", 2, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
@@ -140,19 +148,19 @@ void Injector(SeedWriter& out) {
                                       fbb.CreateVector(Counting(16, 0x10)),
                                       fbb.CreateVector(Counting(32, 0x20)),
                                       fbb.CreateVector(Counting(16, 0x40))));
-    out.Write("fuzz_ecu_link", "EcuRequest-LOAD_KEY", 0, Finished(fbb));
+    out.WriteVerified<wire::EcuRequest>("fuzz_ecu_link", "EcuRequest-LOAD_KEY", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateEcuRequest(fbb, fbb.CreateVector(uid), wire::EcuOp::GET_INFO));
-    out.Write("fuzz_ecu_link", "EcuRequest-GET_INFO", 0, Finished(fbb));
+    out.WriteVerified<wire::EcuRequest>("fuzz_ecu_link", "EcuRequest-GET_INFO", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateEcuReply(fbb, fbb.CreateVector(uid), wire::EcuStatus::OK,
                                     fbb.CreateVector(Counting(32, 0x50)),
                                     fbb.CreateVector(Counting(16, 0x70))));
-    out.Write("fuzz_ecu_link", "EcuReply-LOAD_KEY", 1, Finished(fbb));
+    out.WriteVerified<wire::EcuReply>("fuzz_ecu_link", "EcuReply-LOAD_KEY", 1, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
@@ -160,7 +168,7 @@ void Injector(SeedWriter& out) {
         wire::CreateEcuSlotInfo(fbb, 1, true, 3, 0), wire::CreateEcuSlotInfo(fbb, 4, false, 0, 2)};
     fbb.Finish(wire::CreateEcuReply(fbb, fbb.CreateVector(uid), wire::EcuStatus::OK, 0, 0,
                                     fbb.CreateVector(slots)));
-    out.Write("fuzz_ecu_link", "EcuReply-GET_INFO", 1, Finished(fbb));
+    out.WriteVerified<wire::EcuReply>("fuzz_ecu_link", "EcuReply-GET_INFO", 1, Finished(fbb));
   }
 }
 
@@ -169,7 +177,7 @@ void KmsStore(SeedWriter& out) {
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateKmsOem(fbb, fbb.CreateString("acme"), fbb.CreateVector(Counting(32, 1)), 5));
-    out.Write(target, "KmsOem", 0, Finished(fbb));
+    out.WriteVerified<wire::KmsOem>(target, "KmsOem", 0, Finished(fbb));
   }
   {
     // Product: the one inside the admin sample's ProductAdd, as the KMS stores it.
@@ -179,7 +187,7 @@ void KmsStore(SeedWriter& out) {
     fbb.Finish(wire::CreateProduct(fbb, fbb.CreateString("acme-bcm"), fbb.CreateString("acme"),
                                    fbb.CreateVector(slots), wire::SheFlagLayout::SHE_CLASSIC,
                                    fbb.CreateString("acme-transport"), 100, 500, 60));
-    out.Write(target, "Product", 1, Finished(fbb));
+    out.WriteVerified<wire::Product>(target, "Product", 1, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
@@ -189,7 +197,7 @@ void KmsStore(SeedWriter& out) {
                                     fbb.CreateVector(Counting(32, 2)), fbb.CreateVector(Counting(32, 3)),
                                     4, fbb.CreateVector(stations),
                                     wire::CreateSyncPolicy(fbb, wire::SyncMode::INTERVAL, 60), 7));
-    out.Write(target, "KmsPlant", 2, Finished(fbb));
+    out.WriteVerified<wire::KmsPlant>(target, "KmsPlant", 2, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
@@ -201,21 +209,21 @@ void KmsStore(SeedWriter& out) {
                                      wire::KeySetState::INJECTED, fbb.CreateVector(keys),
                                      fbb.CreateString("plant-a"), fbb.CreateString("ship-1"), 2, 3,
                                      fbb.CreateVector(Counting(15, 1)), fbb.CreateString("")));
-    out.Write(target, "KmsKeySet", 3, Finished(fbb));
+    out.WriteVerified<wire::KmsKeySet>(target, "KmsKeySet", 3, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateKmsBatch(fbb, fbb.CreateString("acme-1"), fbb.CreateString("acme"),
                                     fbb.CreateString("acme-bcm"), wire::BatchState::IMPORTED, 3, 3,
                                     fbb.CreateString("staged/acme-1.klb"), 1, 2, 3));
-    out.Write(target, "KmsBatch", 4, Finished(fbb));
+    out.WriteVerified<wire::KmsBatch>(target, "KmsBatch", 4, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateAuditEntry(fbb, 9, 10, fbb.CreateString("admin"), fbb.CreateString("oem add"),
                                       fbb.CreateString("acme"), fbb.CreateString("{}"),
                                       fbb.CreateVector(Counting(32, 1)), fbb.CreateVector(Counting(32, 2))));
-    out.Write(target, "AuditEntry", 5, Finished(fbb));
+    out.WriteVerified<wire::AuditEntry>(target, "AuditEntry", 5, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
@@ -226,9 +234,9 @@ void KmsStore(SeedWriter& out) {
                                            fbb.CreateVectorOfStrings(plants),
                                            fbb.CreateVectorOfStrings(answered),
                                            fbb.CreateVector(watermarks)));
-    out.Write(target, "KmsVerification", 6, Finished(fbb));
+    out.WriteVerified<wire::KmsVerification>(target, "KmsVerification", 6, Finished(fbb));
   }
-  out.Write(target, "PlantStatus", 7, Sample<wire::PlantStatus>());
+  out.WriteVerified<wire::PlantStatus>(target, "PlantStatus", 7, Sample<wire::PlantStatus>());
 }
 
 // Deterministic stand-in for an OEM's key custody: what WriteOemBatch needs (random bytes,
@@ -308,10 +316,10 @@ void BatchFiles(const fs::path& root) {
     spec.kms_import_key = {hsm::KeyKind::kX25519, {}};
     auto written = kms::WriteOemBatch(custody, hsm::KeyHandle{1, 1, hsm::KeyKind::kEd25519}, spec,
                                       root / "fuzz_batch_file" / batch.name, std::nullopt);
-    if (!written.ok()) {
-      std::fprintf(stderr, "keyline-fuzz-seeds: %s\n", written.status().message().c_str());
-      std::exit(1);
-    }
+    SeedWriter::Require(written.status(), "fuzz_batch_file", batch.name);
+    auto bytes = kms::ReadFileBytes(root / "fuzz_batch_file" / batch.name, kms::kMaxBatchFileBytes);
+    SeedWriter::Require(bytes.status(), "fuzz_batch_file", batch.name);
+    SeedWriter::Require(kms::ParseBatchFile(*bytes).status(), "fuzz_batch_file", batch.name);
   }
 }
 

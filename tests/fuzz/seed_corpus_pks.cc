@@ -26,15 +26,15 @@ void WritePksStoreSeeds(SeedWriter& out) {
         fbb, fbb.CreateString("acme-1.0"), fbb.CreateString("acme-bcm"), fbb.CreateString("acme-1"),
         fbb.CreateVector(Counting(80, 5)), fbb.CreateVector(slots), wire::KeySetState::RESERVED, 3,
         4, reservation, 0, fbb.CreateString(""), 0));
-    out.Write(target, "StoredKeySet", 0, Finished(fbb));
+    out.WriteVerified<wire::StoredKeySet>(target, "StoredKeySet", 0, Finished(fbb));
   }
   {
     flatbuffers::FlatBufferBuilder fbb;
     fbb.Finish(wire::CreateStoredStockRequest(fbb, fbb.CreateString("req-7"),
                                               fbb.CreateString("acme-bcm"), 100, 5));
-    out.Write(target, "StoredStockRequest", 1, Finished(fbb));
+    out.WriteVerified<wire::StoredStockRequest>(target, "StoredStockRequest", 1, Finished(fbb));
   }
-  out.Write(target, "ConfigUpdate", 2, schemas::testing::Sample<wire::ConfigUpdate>());
+  out.WriteVerified<wire::ConfigUpdate>(target, "ConfigUpdate", 2, schemas::testing::Sample<wire::ConfigUpdate>());
 }
 
 }  // namespace keyline::fuzz

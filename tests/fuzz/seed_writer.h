@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "keyline/schemas/build.h"
+#include "keyline/schemas/decode.h"
 
 namespace keyline::fuzz {
 
@@ -42,6 +43,21 @@ class SeedWriter {
     Bytes prefixed{selector};
     prefixed.insert(prefixed.end(), bytes.begin(), bytes.end());
     Write(target, name, prefixed);
+  }
+  // The same, once `bytes` decodes as T with the project's decoder.
+  template <typename T>
+  void WriteVerified(const std::string& target, const std::string& name, uint8_t selector,
+                     const Bytes& bytes) {
+    Require(schemas::DecodeVerified<T>(bytes, name).status(), target, name);
+    Write(target, name, selector, bytes);
+  }
+
+  // A seed that does not decode would only test the refusals: stop, naming it.
+  static void Require(const Status& decoded, const std::string& target, const std::string& name) {
+    if (decoded.ok()) return;
+    std::fprintf(stderr, "keyline-fuzz-seeds: seed %s/%s does not decode: %s\n", target.c_str(),
+                 name.c_str(), decoded.message().c_str());
+    std::exit(1);
   }
 
  private:
