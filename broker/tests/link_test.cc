@@ -321,6 +321,33 @@ BOOST_AUTO_TEST_CASE(BadFramesFromAnAuthenticatedPeerAreRefusedAndCounted) {
   BOOST_TEST(station.link.last_error.rfind("refused a frame: ", 0) == 0u, station.link.last_error);
 }
 
+// Found by tests/fuzz/fuzz_link: a frame whose body type says Hello but that carries no body.
+// The Verifier accepts it; the link read the null Hello and the server process died. Now it is
+// refused as invalid_field, and the peer and everyone else go on being served.
+BOOST_AUTO_TEST_CASE(FrameWithABodyTypeButNoBodyIsRefused) {
+  Pair pair;
+  auto rogue_keys = *CurveKeyPair::Generate();
+  BOOST_REQUIRE(pair.peers.Add(rogue_keys.public_key(), "station-x").ok());
+  zmq::context_t context;
+  zmq::socket_t rogue(context, zmq::socket_type::dealer);
+  rogue.set(zmq::sockopt::linger, 0);
+  rogue.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(pair.server_keys.public_key().data(), 32));
+  rogue.set(zmq::sockopt::curve_publickey, zmq::const_buffer(rogue_keys.public_key().data(), 32));
+  rogue.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(rogue_keys.secret_key_for_socket(), 32));
+  rogue.connect(pair.endpoint);
+
+  // The fuzzer's input (tests/fuzz/corpus/fuzz_link/), without its selector byte.
+  const std::array<uint8_t, 16> crash = {0x08, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+                                         0x08, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x01};
+  BOOST_REQUIRE(rogue.send(zmq::const_buffer(crash.data(), crash.size()), zmq::send_flags::none)
+                    .has_value());
+  BOOST_TEST(WaitFor([&] { return pair.kms.server->counters().refused["invalid_field"] == 1u; }));
+
+  pair.plant.Send({"kms", "stock"}, 1, 3);
+  BOOST_TEST(WaitFor([&] { return pair.kms.Applied().size() == 3u; }));
+  BOOST_TEST(pair.kms.Applied() == Range(1, 3), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(ServerRestartLosesNothingAndAppliesNothingTwice) {
   Pair pair;
   pair.plant.Send({"kms", "stock"}, 1, 2000);
