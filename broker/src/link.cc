@@ -21,6 +21,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "keyline/common/thread_name.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/wire/link_generated.h"
 #include "zap_handler.h"
@@ -230,7 +231,10 @@ class LinkEngine {
 
   void Launch() {
     listener_id_ = store_->AddCommitListener([this](const std::vector<QueueId>&) { wakeup_.Signal(); });
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      NameThisThread(server_ ? "link-server" : "link-client");
+      Run();
+    });
   }
 
   void Run() {

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keyline/broker/database.h"
+#include "keyline/common/thread_name.h"
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/link_generated.h"
 #include "keys.h"
@@ -153,7 +154,12 @@ class MessageStoreImpl final : public MessageStore {
   }
 
   Status Load();
-  void Start() { thread_ = std::thread([this] { CommitLoop(); }); }
+  void Start() {
+    thread_ = std::thread([this] {
+      NameThisThread("store-commit");
+      CommitLoop();
+    });
+  }
 
   void Submit(Work work, Done done, Durability durability) override {
     {

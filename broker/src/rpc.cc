@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "keyline/common/thread_name.h"
 #include "zap_handler.h"
 
 namespace keyline::broker {
@@ -63,7 +64,10 @@ class RpcServerImpl final : public RpcServer {
     } catch (const zmq::error_t& e) {
       return UnavailableError("rpc server cannot bind " + options.bind_endpoint + ": " + e.what());
     }
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      NameThisThread("rpc-server");
+      Run();
+    });
     return Status::Ok();
   }
 

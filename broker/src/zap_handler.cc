@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
+#include "keyline/common/thread_name.h"
+
 namespace keyline::broker {
 
 namespace {
@@ -40,7 +42,10 @@ std::string EncodeProperty(std::string_view name, std::string_view value) {
 
 ZapHandler::ZapHandler(zmq::socket_t socket, PeerRegistry* peers)
     : socket_(std::move(socket)), peers_(peers) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("zap");
+    Run();
+  });
 }
 
 ZapHandler::~ZapHandler() {

@@ -41,6 +41,7 @@
 #include "keyline/broker/peer_registry.h"
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
+#include "keyline/common/thread_name.h"
 #include "keyline/hsm/she_key_store.h"
 #include "keyline/hsm/software_custody.h"
 #include "keyline/pks/pks_config.h"
@@ -403,6 +404,7 @@ StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& injec
   // acknowledged position every 200 us, instead of C threads each polling.
   std::atomic<bool> running{true};
   std::thread ack_watcher([&] {
+    NameThisThread("ack-watcher");
     while (running) {
       for (auto& injector : injectors) injector->PollAck();
       std::this_thread::sleep_for(200us);
@@ -412,7 +414,10 @@ StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& injec
   std::vector<std::thread> threads;
   for (size_t i = 0; i < injectors.size(); ++i) {
     uint64_t first = next_ecu + i * per;
-    threads.emplace_back([&, i, first] { results[i] = injectors[i]->Run(first, per, request_us[i], result_us[i]); });
+    threads.emplace_back([&, i, first] {
+      NameThisThread("sim-injector");
+      results[i] = injectors[i]->Run(first, per, request_us[i], result_us[i]);
+    });
   }
   for (auto& t : threads) t.join();
   figures.seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -26,6 +26,7 @@
 #include "keyline/broker/message_store.h"
 #include "keyline/broker/peer_registry.h"
 #include "keyline/broker/rpc.h"
+#include "keyline/common/thread_name.h"
 #include "keyline/kms/batch_file.h"
 #include "keyline/common/hex.h"
 #include "keyline/schemas/build.h"
@@ -147,7 +148,10 @@ class Kms::Impl {
     for (const PlantSpec& plant : catalog_->Plants()) {
       RETURN_IF_ERROR(plant_peers_.Add(plant.curve_key, plant.plant));
     }
-    worker_ = std::thread([this] { ImportWorker(); });
+    worker_ = std::thread([this] {
+      NameThisThread("kms-import");
+      ImportWorker();
+    });
     return Status::Ok();
   }
 

@@ -18,6 +18,7 @@
 #include "keyline/broker/queue_inspector.h"
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
+#include "keyline/common/thread_name.h"
 #include "keyline/hsm/custody_config.h"
 #include "plant_core.h"
 
@@ -95,7 +96,10 @@ class PksServiceImpl final : public PksService {
              .link = link}));
     RETURN_IF_ERROR(StartKmsClient(CurrentPolicy()));
     LogStartup();
-    maintenance_ = std::thread([this] { MaintenanceLoop(); });
+    maintenance_ = std::thread([this] {
+      NameThisThread("pks-maintain");
+      MaintenanceLoop();
+    });
     return Status::Ok();
   }
 
