@@ -16,6 +16,8 @@ std::string_view KeyKindName(KeyKind kind) {
       return "ed25519";
     case KeyKind::kX25519:
       return "x25519";
+    case KeyKind::kEcdsaP256:
+      return "ecdsa-p256";
   }
   return "unknown";
 }

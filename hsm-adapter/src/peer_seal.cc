@@ -23,6 +23,8 @@ size_t KeySize(KeyKind kind) {
     case KeyKind::kEd25519:
     case KeyKind::kX25519:
       return 32;
+    case KeyKind::kEcdsaP256:
+      return 0;  // certificate keys are never sealed for a peer
   }
   return 0;
 }

@@ -398,6 +398,100 @@ BOOST_AUTO_TEST_CASE(ExistingKeyFileIsNeverOverwritten) {
   BOOST_TEST(CreateMasterKeyFile(path, {}).code() == StatusCode::kAlreadyExists);
 }
 
+// --- ECDSA P-256 ------------------------------------------------------------------------
+
+std::vector<uint8_t> Bytes(std::string_view text) { return {text.begin(), text.end()}; }
+
+BOOST_AUTO_TEST_CASE(EcdsaSignatureVerifiesOnlyForItsMessageAndKey) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  KeyHandle other = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  BOOST_TEST(KeyKindName(key.kind) == "ecdsa-p256");
+  std::vector<uint8_t> spki = KL_VALUE(custody->GetPublicKeyInfo(key));
+  std::vector<uint8_t> message = Bytes("ECU 0011223344556677 certificate request");
+  std::vector<uint8_t> signature = KL_VALUE(custody->SignEcdsaSha256(key, message));
+  KL_REQUIRE_OK(VerifyEcdsaSha256(spki, message, signature));
+
+  std::vector<uint8_t> tampered = message;
+  tampered[0] ^= 0x01;
+  BOOST_TEST(VerifyEcdsaSha256(spki, tampered, signature).code() == StatusCode::kUnauthenticated);
+  std::vector<uint8_t> bad_signature = signature;
+  bad_signature.back() ^= 0x01;
+  BOOST_TEST(VerifyEcdsaSha256(spki, message, bad_signature).code() ==
+             StatusCode::kUnauthenticated);
+  std::vector<uint8_t> other_spki = KL_VALUE(custody->GetPublicKeyInfo(other));
+  BOOST_TEST(VerifyEcdsaSha256(other_spki, message, signature).code() ==
+             StatusCode::kUnauthenticated);
+  BOOST_TEST(VerifyEcdsaSha256(Bytes("not a key"), message, signature).code() ==
+             StatusCode::kInvalidArgument);
+}
+
+BOOST_AUTO_TEST_CASE(StoredEcdsaKeyKeepsItsPublicKeyAndSigns) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  std::vector<uint8_t> spki = KL_VALUE(custody->GetPublicKeyInfo(key));
+  WrappedKey blob = KL_VALUE(custody->WrapForStorage(key, "plant/p1/issuing-ca"));
+  std::vector<KeyHandle> keys{key};
+  std::vector<std::string> contexts{"plant/p1/issuing-ca/many"};
+  std::vector<WrappedKey> many = KL_VALUE(custody->WrapManyForStorage(keys, contexts));
+  KL_REQUIRE_OK(custody->DestroyKey(key));
+
+  for (KeyHandle back : {KL_VALUE(custody->UnwrapFromStorage(blob, "plant/p1/issuing-ca")),
+                         KL_VALUE(custody->UnwrapFromStorage(many[0], contexts[0]))}) {
+    BOOST_TEST((back.kind == KeyKind::kEcdsaP256));
+    BOOST_TEST((KL_VALUE(custody->GetPublicKeyInfo(back)) == spki));
+    std::vector<uint8_t> message = Bytes("after storage");
+    KL_REQUIRE_OK(VerifyEcdsaSha256(spki, message, KL_VALUE(custody->SignEcdsaSha256(back, message))));
+  }
+  BOOST_TEST(custody->UnwrapFromStorage(blob, "plant/p2/issuing-ca").status().code() ==
+             StatusCode::kDataLoss);
+}
+
+BOOST_AUTO_TEST_CASE(NamedEcdsaKeyIsTheSameAfterReopening) {
+  TempDir dir;
+  auto path = dir.path() / "master.key";
+  KL_REQUIRE_OK(CreateMasterKeyFile(path, {}));
+  SoftwareCustodyOptions options;
+  options.master_key_file = path;
+  std::vector<uint8_t> first;
+  {
+    auto custody = KL_VALUE(CreateSoftwareCustody(options));
+    first = KL_VALUE(custody->GetPublicKeyInfo(
+        KL_VALUE(custody->GetOrCreateNamedKey("plant-ca", KeyKind::kEcdsaP256))));
+  }
+  auto custody = KL_VALUE(CreateSoftwareCustody(options));
+  KeyHandle again = KL_VALUE(custody->GetOrCreateNamedKey("plant-ca", KeyKind::kEcdsaP256));
+  BOOST_TEST((KL_VALUE(custody->GetPublicKeyInfo(again)) == first));
+}
+
+BOOST_AUTO_TEST_CASE(EcdsaKeyIsRefusedWhereAnotherKindIsNeeded) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle p256 = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  KeyHandle ed = KL_VALUE(custody->GenerateKey(KeyKind::kEd25519));
+  KeyHandle aes = KL_VALUE(custody->GenerateKey(KeyKind::kAes128));
+  std::vector<uint8_t> message = Bytes("m");
+
+  Status no_raw_public = custody->GetPublicKey(p256).status();
+  BOOST_TEST(no_raw_public.code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(no_raw_public.message().find("GetPublicKeyInfo") != std::string::npos);
+  BOOST_TEST(custody->Sign(p256, message).status().code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(custody->KeyCheckValue(p256).status().code() == StatusCode::kInvalidArgument);
+  std::vector<KeyHandle> p256_only{p256};
+  BOOST_TEST(custody->WrapForPeer(p256_only, KL_VALUE(custody->GetPublicKey(ed)), "c").status().code() ==
+             StatusCode::kInvalidArgument);
+  for (KeyHandle wrong : {ed, aes}) {
+    Status sign = custody->SignEcdsaSha256(wrong, message).status();
+    BOOST_TEST(sign.code() == StatusCode::kInvalidArgument);
+    BOOST_TEST(sign.message().find("ecdsa-p256") != std::string::npos, sign.ToString());
+    BOOST_TEST(custody->GetPublicKeyInfo(wrong).status().code() == StatusCode::kInvalidArgument);
+  }
+  KL_REQUIRE_OK(custody->DestroyKey(p256));
+  BOOST_TEST(custody->SignEcdsaSha256(p256, message).status().code() == StatusCode::kNotFound);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace

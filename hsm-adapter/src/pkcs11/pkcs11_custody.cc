@@ -138,6 +138,8 @@ constexpr RequiredMechanism kRequired[] = {
     {CKM_EDDSA, "CKM_EDDSA", "signing records"},
 };
 
+constexpr char kNoP256[] = "the PKCS#11 backend does not hold ECDSA P-256 keys yet";
+
 class Pkcs11Custody final : public KeyCustody {
  public:
   Pkcs11Custody() : custody_id_(next_custody_id.fetch_add(1)) {}
@@ -205,6 +207,8 @@ class Pkcs11Custody final : public KeyCustody {
         RETURN_IF_ERROR(RandomLocked(secret.mutable_span()));
         return CreateFromValueLocked(kind, secret, "", false);
       }
+      case KeyKind::kEcdsaP256:
+        return UnimplementedError(kNoP256);
     }
     return InvalidArgumentError("unknown key kind");
   }
@@ -225,6 +229,7 @@ class Pkcs11Custody final : public KeyCustody {
 
   StatusOr<KeyHandle> GetOrCreateNamedKey(std::string_view name, KeyKind kind) override {
     if (name.empty()) return InvalidArgumentError("a named key needs a non-empty name");
+    if (kind == KeyKind::kEcdsaP256) return UnimplementedError(kNoP256);
     std::lock_guard lock(mu_);
     std::string label = prefix_ + "named." + std::string(KeyKindName(kind)) + "." + std::string(name);
     if (auto it = named_.find(label); it != named_.end() && keys_.count(it->second.id) != 0) {
@@ -277,6 +282,20 @@ class Pkcs11Custody final : public KeyCustody {
       return InvalidArgumentError("key #" + std::to_string(handle.id) + " is symmetric; it has no public key");
     }
     return PublicKey{entry->kind, entry->public_key};
+  }
+
+  // No handle of this backend is kEcdsaP256 yet: EntryLocked refuses every handle by kind.
+  StatusOr<std::vector<uint8_t>> GetPublicKeyInfo(KeyHandle handle) override {
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(EntryLocked(handle, KeyKind::kEcdsaP256).status());
+    return UnimplementedError(kNoP256);
+  }
+
+  StatusOr<std::vector<uint8_t>> SignEcdsaSha256(KeyHandle signing_key,
+                                                 std::span<const uint8_t>) override {
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(EntryLocked(signing_key, KeyKind::kEcdsaP256).status());
+    return UnimplementedError(kNoP256);
   }
 
   StatusOr<std::array<uint8_t, 3>> KeyCheckValue(KeyHandle handle) override {

@@ -14,6 +14,7 @@
 #include "keyline/common/hex.h"
 #include "peer_seal.h"
 #include "secret_bytes.h"
+#include "ec/p256.h"
 #include "she/she_codec.h"
 #include "software/master_key.h"
 #include "software/openssl_aes.h"
@@ -33,7 +34,8 @@ constexpr char kKdfContext[crypto_kdf_CONTEXTBYTES + 1] = "keylnsw1";
 constexpr uint64_t kSubkeyStorage = 1;
 constexpr uint64_t kSubkeyNamed = 2;
 
-// The size of what a key kind stores and transports: AES key, Ed25519 seed, X25519 secret.
+// The size of what a key kind stores and transports: AES key, Ed25519 seed, X25519 secret,
+// P-256 scalar.
 size_t PortableSize(KeyKind kind) { return kind == KeyKind::kAes128 ? 16 : 32; }
 
 // Derived SHE material of one AES key, built on first use and kept with the key:
@@ -53,8 +55,9 @@ struct SheState {
 
 struct Entry {
   KeyKind kind;
-  SecretBytes secret;  // AES: 16; Ed25519: libsodium's 64-byte secret key; X25519: 32
-  std::array<uint8_t, 32> public_key{};
+  SecretBytes secret;  // AES: 16; Ed25519: libsodium's 64-byte secret key; X25519, P-256: 32
+  std::array<uint8_t, 32> public_key{};  // Ed25519, X25519
+  std::vector<uint8_t> public_point;     // P-256, uncompressed
   std::unique_ptr<SheState> she;
 };
 
@@ -97,7 +100,10 @@ class SoftwareCustody final : public KeyCustody {
   StatusOr<KeyHandle> GenerateKey(KeyKind kind) override {
     std::lock_guard lock(mu_);
     SecretBytes portable(PortableSize(kind));
-    randombytes_buf(portable.data(), portable.size());
+    // A P-256 scalar must be below the group order: redraw the ~2^-32 of draws that are not.
+    do {
+      randombytes_buf(portable.data(), portable.size());
+    } while (kind == KeyKind::kEcdsaP256 && !IsP256Scalar(portable.span()));
     return AddLocked(kind, portable);
   }
 
@@ -148,7 +154,17 @@ class SoftwareCustody final : public KeyCustody {
     if (entry->kind == KeyKind::kAes128) {
       return InvalidArgumentError("key " + Describe(handle) + " is symmetric; it has no public key");
     }
+    if (entry->kind == KeyKind::kEcdsaP256) {
+      return InvalidArgumentError("key " + Describe(handle) +
+                                  " has no 32-byte public key: use GetPublicKeyInfo");
+    }
     return PublicKey{entry->kind, entry->public_key};
+  }
+
+  StatusOr<std::vector<uint8_t>> GetPublicKeyInfo(KeyHandle handle) override {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Entry * entry, FindLocked(handle, KeyKind::kEcdsaP256));
+    return P256SpkiOfPoint(entry->public_point);
   }
 
   StatusOr<std::array<uint8_t, 3>> KeyCheckValue(KeyHandle handle) override {
@@ -339,6 +355,13 @@ class SoftwareCustody final : public KeyCustody {
     return signature;
   }
 
+  StatusOr<std::vector<uint8_t>> SignEcdsaSha256(KeyHandle signing_key,
+                                                 std::span<const uint8_t> message) override {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(Entry * entry, FindLocked(signing_key, KeyKind::kEcdsaP256));
+    return P256SignSha256(entry->secret, entry->public_point, message);
+  }
+
   StatusOr<std::vector<uint8_t>> Random(size_t size) override {
     if (size > (1u << 20)) return InvalidArgumentError("at most 1 MiB of random bytes per call");
     std::vector<uint8_t> out(size);
@@ -364,16 +387,18 @@ class SoftwareCustody final : public KeyCustody {
   static constexpr Block kZero{};
 
   static bool IsKnownKind(KeyKind kind) {
-    return kind == KeyKind::kAes128 || kind == KeyKind::kEd25519 || kind == KeyKind::kX25519;
+    return kind == KeyKind::kAes128 || kind == KeyKind::kEd25519 || kind == KeyKind::kX25519 ||
+           kind == KeyKind::kEcdsaP256;
   }
 
   std::string Describe(const KeyHandle& handle) const {
     return std::string(KeyKindName(handle.kind)) + " key #" + std::to_string(handle.id);
   }
 
-  // Builds the entry from the portable form (AES key, Ed25519 seed, X25519 secret).
+  // Builds the entry from the portable form (AES key, Ed25519 seed, X25519 secret, P-256
+  // scalar).
   StatusOr<KeyHandle> AddLocked(KeyKind kind, const SecretBytes& portable) {
-    Entry entry{kind, SecretBytes(), {}, nullptr};
+    Entry entry{kind, SecretBytes(), {}, {}, nullptr};
     switch (kind) {
       case KeyKind::kAes128:
         entry.secret = SecretBytes::CopyOf(portable.span());
@@ -386,6 +411,11 @@ class SoftwareCustody final : public KeyCustody {
         entry.secret = SecretBytes::CopyOf(portable.span());
         crypto_scalarmult_base(entry.public_key.data(), entry.secret.data());
         break;
+      case KeyKind::kEcdsaP256: {
+        ASSIGN_OR_RETURN(entry.public_point, P256PointOf(portable));
+        entry.secret = SecretBytes::CopyOf(portable.span());
+        break;
+      }
       default:
         return InvalidArgumentError("unknown key kind " + std::to_string(static_cast<int>(kind)));
     }

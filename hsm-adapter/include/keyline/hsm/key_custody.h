@@ -86,8 +86,13 @@ class KeyCustody {
   // Forgets the key behind `handle` and wipes its memory. Unknown handles are NotFound.
   [[nodiscard]] virtual Status DestroyKey(KeyHandle handle) = 0;
 
-  // The public half of a kEd25519 / kX25519 key.
+  // The public half of a kEd25519 / kX25519 key. A kEcdsaP256 key is refused: use
+  // GetPublicKeyInfo.
   [[nodiscard]] virtual StatusOr<PublicKey> GetPublicKey(KeyHandle handle) = 0;
+
+  // The public half of a kEcdsaP256 key as a DER SubjectPublicKeyInfo (id-ecPublicKey,
+  // prime256v1): what a CSR or a certificate carries.
+  [[nodiscard]] virtual StatusOr<std::vector<uint8_t>> GetPublicKeyInfo(KeyHandle handle) = 0;
 
   // The AES key check value (first 3 bytes of AES-ECB(key, 0^128)), the usual way to compare
   // symmetric keys by eye without revealing them. kAes128 only.
@@ -145,6 +150,11 @@ class KeyCustody {
   [[nodiscard]] virtual StatusOr<Signature> Sign(KeyHandle signing_key,
                                                  std::span<const uint8_t> message) = 0;
 
+  // ECDSA P-256 signature over SHA-256(message) by a kEcdsaP256 key, DER-encoded
+  // (ECDSA-Sig-Value, as X.509 carries it).
+  [[nodiscard]] virtual StatusOr<std::vector<uint8_t>> SignEcdsaSha256(
+      KeyHandle signing_key, std::span<const uint8_t> message) = 0;
+
   // `size` random bytes from the backend's generator (the token's for PKCS#11).
   [[nodiscard]] virtual StatusOr<std::vector<uint8_t>> Random(size_t size) = 0;
 
@@ -161,6 +171,13 @@ class KeyCustody {
 // OEM or the KMS verifies records with it. kUnauthenticated when the signature does not match.
 [[nodiscard]] Status VerifySignature(const PublicKey& key, std::span<const uint8_t> message,
                                      const Signature& signature);
+
+// Checks a DER ECDSA P-256 / SHA-256 signature against a DER SubjectPublicKeyInfo. Needs no
+// custody. kUnauthenticated when the signature does not match (or is not DER);
+// kInvalidArgument when the key is not a P-256 SubjectPublicKeyInfo.
+[[nodiscard]] Status VerifyEcdsaSha256(std::span<const uint8_t> spki_der,
+                                       std::span<const uint8_t> message,
+                                       std::span<const uint8_t> signature);
 
 // Destroys the key when it goes out of scope; for keys unwrapped for one request.
 class ScopedKey {

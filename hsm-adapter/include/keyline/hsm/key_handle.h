@@ -11,9 +11,10 @@ enum class KeyKind : uint8_t {
   kAes128 = 1,   // a SHE key (MASTER_ECU_KEY, KEY_n, ...) or a transport key: 16 bytes
   kEd25519 = 2,  // a signing key pair (InjectionRecords, batches)
   kX25519 = 3,   // a key-agreement key pair: receives key sets wrapped for this peer
+  kEcdsaP256 = 4,  // an ECDSA P-256 key pair: X.509 certificates and CSRs (see x509.h)
 };
 
-// "aes128" | "ed25519" | "x25519".
+// "aes128" | "ed25519" | "x25519" | "ecdsa-p256".
 std::string_view KeyKindName(KeyKind kind);
 
 // A reference to a key held by one KeyCustody instance. A plain value: copying a handle does
