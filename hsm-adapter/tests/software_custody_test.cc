@@ -398,9 +398,11 @@ BOOST_AUTO_TEST_CASE(ExistingKeyFileIsNeverOverwritten) {
   BOOST_TEST(CreateMasterKeyFile(path, {}).code() == StatusCode::kAlreadyExists);
 }
 
-// --- ECDSA P-256 ------------------------------------------------------------------------
+BOOST_AUTO_TEST_SUITE_END()
 
 std::vector<uint8_t> Bytes(std::string_view text) { return {text.begin(), text.end()}; }
+
+BOOST_AUTO_TEST_SUITE(EcdsaP256Tests)
 
 BOOST_AUTO_TEST_CASE(EcdsaSignatureVerifiesOnlyForItsMessageAndKey) {
   TempDir dir;
