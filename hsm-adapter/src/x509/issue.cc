@@ -1,0 +1,167 @@
+// Issuing certificates: a lab root, plant issuing CAs and ECU end-entity certificates, each
+// signed through the custody that holds the issuer's key (see custody_signature.h).
+#include <openssl/err.h>
+
+#include <utility>
+#include <vector>
+
+#include "keyline/hsm/x509.h"
+#include "x509/custody_signature.h"
+#include "x509/x509_codec.h"
+
+namespace keyline::hsm {
+namespace {
+
+using namespace internal;
+
+constexpr size_t kSerialBytes = 16;
+
+struct Extension {
+  int nid;
+  const char* value;  // OpenSSL's configuration syntax
+};
+
+// Subject and authority key identifiers, last: the AKI is taken from the issuer's SKI (or, for
+// a self-signed certificate, from the SKI added just before it).
+constexpr Extension kKeyIdentifiers[] = {
+    {NID_subject_key_identifier, "hash"},
+    {NID_authority_key_identifier, "keyid:always"},
+};
+
+// What one certificate says, apart from the issuer.
+struct CertificateContent {
+  const X509_NAME* subject;
+  EVP_PKEY* subject_key;
+  Validity validity;
+  std::vector<Extension> extensions;
+};
+
+// A random positive 16-byte serial from the custody (the token's generator for PKCS#11). The
+// top bits are fixed to 01 so the DER integer is positive and always 16 bytes.
+Status SetRandomSerial(KeyCustody& custody, X509* cert) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, custody.Random(kSerialBytes));
+  bytes[0] = static_cast<uint8_t>((bytes[0] & 0x3f) | 0x40);
+  BignumPtr serial(BN_bin2bn(bytes.data(), static_cast<int>(bytes.size()), nullptr));
+  if (!serial || BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert)) == nullptr) {
+    return InternalError("OpenSSL: cannot set the serial number");
+  }
+  return Status::Ok();
+}
+
+Status AddExtensions(X509* issuer, X509* cert, std::span<const Extension> extensions) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  for (const Extension& e : extensions) {
+    X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, e.nid, e.value));
+    if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) {
+      return InternalError(std::string("OpenSSL: cannot add extension ") + OBJ_nid2sn(e.nid) + " = " +
+                           e.value + ": " + TakeOpenSslError());
+    }
+  }
+  return Status::Ok();
+}
+
+// Builds the certificate and has `issuer_key` sign it. `issuer` is null for a self-signed one.
+StatusOr<std::string> Issue(KeyCustody& custody, KeyHandle issuer_key, X509* issuer,
+                            const CertificateContent& content) {
+  if (content.validity.not_after <= content.validity.not_before) {
+    return InvalidArgumentError("certificate validity ends before it starts");
+  }
+  EVP_PKEY* issuer_public = content.subject_key;
+  if (issuer != nullptr) {
+    issuer_public = X509_get0_pubkey(issuer);
+    ASSIGN_OR_RETURN(std::vector<uint8_t> custody_spki, custody.GetPublicKeyInfo(issuer_key));
+    if (issuer_public == nullptr) {
+      return InvalidArgumentError("issuer certificate public key cannot be read: " + TakeOpenSslError());
+    }
+    ASSIGN_OR_RETURN(std::vector<uint8_t> issuer_spki, SpkiOf(issuer_public));
+    if (issuer_spki != custody_spki) {
+      return FailedPreconditionError(
+          "the issuer certificate does not hold the public half of the issuer key: another CA's "
+          "certificate, or another key");
+    }
+    if (X509_check_ca(issuer) != 1) {
+      return FailedPreconditionError("the issuer certificate is not a CA certificate");
+    }
+  }
+  X509Ptr cert(X509_new());
+  if (!cert) return InternalError("OpenSSL: X509_new failed");
+  const X509_NAME* issuer_name = issuer != nullptr ? X509_get_subject_name(issuer) : content.subject;
+  if (X509_set_version(cert.get(), X509_VERSION_3) != 1 ||
+      X509_set_subject_name(cert.get(), content.subject) != 1 ||
+      X509_set_issuer_name(cert.get(), issuer_name) != 1 ||
+      ASN1_TIME_set(X509_getm_notBefore(cert.get()),
+                    content.validity.not_before.time_since_epoch().count()) == nullptr ||
+      ASN1_TIME_set(X509_getm_notAfter(cert.get()),
+                    content.validity.not_after.time_since_epoch().count()) == nullptr ||
+      X509_set_pubkey(cert.get(), content.subject_key) != 1) {
+    return InternalError("OpenSSL: cannot fill in a certificate: " + TakeOpenSslError());
+  }
+  RETURN_IF_ERROR(SetRandomSerial(custody, cert.get()));
+  RETURN_IF_ERROR(AddExtensions(issuer != nullptr ? issuer : cert.get(), cert.get(), content.extensions));
+  RETURN_IF_ERROR(AddExtensions(issuer != nullptr ? issuer : cert.get(), cert.get(), kKeyIdentifiers));
+  RETURN_IF_ERROR(SignCertificateInCustody(custody, issuer_key, issuer_public, cert.get()));
+  return CertificateToPem(cert.get());
+}
+
+const std::vector<Extension> kCaExtensions = {
+    {NID_basic_constraints, "critical,CA:TRUE"},
+    {NID_key_usage, "critical,keyCertSign,cRLSign"},
+};
+const std::vector<Extension> kIssuingCaExtensions = {
+    {NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+    {NID_key_usage, "critical,keyCertSign,cRLSign"},
+};
+const std::vector<Extension> kEcuExtensions = {
+    {NID_basic_constraints, "critical,CA:FALSE"},
+    {NID_key_usage, "critical,digitalSignature"},
+    {NID_ext_key_usage, "clientAuth"},
+};
+
+}  // namespace
+
+Validity ValidForDaysFromNow(int days) {
+  auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  return Validity{now, now + std::chrono::days(days)};
+}
+
+StatusOr<std::string> SelfSignCa(KeyCustody& custody, KeyHandle key, const CertificateSubject& subject,
+                                 const Validity& validity) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> spki, custody.GetPublicKeyInfo(key));
+  ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(spki));
+  ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(subject));
+  return Issue(custody, key, nullptr, {name.get(), public_key.get(), validity, kCaExtensions});
+}
+
+StatusOr<std::string> IssueCaCertificate(KeyCustody& custody, KeyHandle issuer_key,
+                                         std::string_view issuer_cert, const CheckedCsr& csr,
+                                         const Validity& validity) {
+  ASSIGN_OR_RETURN(X509Ptr issuer, ParseCertificatePem(issuer_cert, "issuer certificate"));
+  ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(csr.spki_der));
+  ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(csr.subject));
+  return Issue(custody, issuer_key, issuer.get(),
+               {name.get(), public_key.get(), validity, kIssuingCaExtensions});
+}
+
+StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
+                                     std::string_view issuer_cert, std::span<const uint8_t> spki_der,
+                                     const EndEntityProfile& profile) {
+  if (profile.subject.serial_number.empty() && profile.subject.common_name.empty()) {
+    return InvalidArgumentError("an ECU certificate needs a subject serialNumber (the ECU UID) or CN");
+  }
+  if (profile.validity_days <= 0) {
+    return InvalidArgumentError("validity_days must be positive, not " +
+                                std::to_string(profile.validity_days));
+  }
+  Validity validity = ValidForDaysFromNow(profile.validity_days);
+  if (profile.not_before) {
+    validity = {*profile.not_before, *profile.not_before + std::chrono::days(profile.validity_days)};
+  }
+  ASSIGN_OR_RETURN(X509Ptr issuer, ParseCertificatePem(issuer_cert, "issuer certificate"));
+  ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(spki_der));
+  ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(profile.subject));
+  return Issue(custody, issuer_key, issuer.get(), {name.get(), public_key.get(), validity, kEcuExtensions});
+}
+
+}  // namespace keyline::hsm

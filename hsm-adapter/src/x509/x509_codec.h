@@ -1,0 +1,31 @@
+// Between Keyline's X.509 values (PEM text, DER public keys, CertificateSubject) and OpenSSL's
+// objects.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keyline/common/status.h"
+#include "keyline/hsm/x509.h"
+#include "x509/openssl_ptrs.h"
+
+namespace keyline::hsm::internal {
+
+[[nodiscard]] StatusOr<X509NamePtr> ToX509Name(const CertificateSubject& subject);
+CertificateSubject FromX509Name(const X509_NAME* name);
+
+// `what` names the input in errors ("issuer certificate").
+[[nodiscard]] StatusOr<X509Ptr> ParseCertificatePem(std::string_view pem, std::string_view what);
+[[nodiscard]] StatusOr<std::string> CertificateToPem(X509* cert);
+
+// A P-256 public key from its DER SubjectPublicKeyInfo (kInvalidArgument for anything else).
+[[nodiscard]] StatusOr<PkeyPtr> P256PublicKeyFromSpki(std::span<const uint8_t> spki_der);
+[[nodiscard]] StatusOr<std::vector<uint8_t>> SpkiOf(EVP_PKEY* key);
+
+// The text of OpenSSL's most recent error, and clears the queue: for error messages.
+std::string TakeOpenSslError();
+
+}  // namespace keyline::hsm::internal

@@ -1,0 +1,135 @@
+#include <boost/test/unit_test.hpp>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "keyline/hsm/software_custody.h"
+#include "x509_checks.h"
+
+namespace keyline::hsm {
+namespace {
+
+using namespace keyline::hsm::testing;
+using std::chrono::days;
+
+std::unique_ptr<KeyCustody> NewCustody() { return KL_VALUE(CreateSoftwareCustody({})); }
+
+std::chrono::sys_seconds Now() {
+  return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+}
+
+std::vector<uint8_t> CsrDer(const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
+                                               &BIO_free);
+  std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> req(
+      PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr), &X509_REQ_free);
+  BOOST_REQUIRE(req);
+  unsigned char* der = nullptr;
+  int len = i2d_X509_REQ(req.get(), &der);
+  BOOST_REQUIRE(len > 0);
+  std::vector<uint8_t> out(der, der + len);
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string AsText(const std::vector<uint8_t>& der) { return {der.begin(), der.end()}; }
+
+BOOST_AUTO_TEST_SUITE(X509Tests)
+
+BOOST_AUTO_TEST_CASE(RootPlantCaEcuChainVerifies) {
+  auto ca = NewCustody();
+  auto ecu = NewCustody();
+  CheckIssuedChain(IssueChain(*ca, *ecu));
+}
+
+BOOST_AUTO_TEST_CASE(LeafFromAnotherCaIsRefused) {
+  auto ca = NewCustody();
+  auto other_ca = NewCustody();
+  IssuedChain ours = IssueChain(*ca, *ca);
+  IssuedChain theirs = IssueChain(*other_ca, *other_ca);
+  std::vector<std::string> our_chain{ours.plant};
+  Status status = VerifyChain(theirs.ecu, our_chain, ours.root, Now());
+  BOOST_TEST(status.code() == StatusCode::kUnauthenticated, status.ToString());
+  std::vector<std::string> their_chain{theirs.plant};
+  status = VerifyChain(theirs.ecu, their_chain, ours.root, Now());
+  BOOST_TEST(status.code() == StatusCode::kUnauthenticated, status.ToString());
+}
+
+BOOST_AUTO_TEST_CASE(ExpiredCertificatesAreRefused) {
+  auto ca = NewCustody();
+  IssuedChain c = IssueChain(*ca, *ca);
+  EndEntityProfile old = EcuProfile("ffeeddccbbaa99887766554433221100");
+  old.not_before = Now() - days(400);
+  old.validity_days = 30;
+  std::string expired = KL_VALUE(IssueEndEntity(*ca, c.plant_key, c.plant,
+                                                KL_VALUE(ca->GetPublicKeyInfo(c.ecu_key)), old));
+  std::vector<std::string> chain{c.plant};
+  Status status = VerifyChain(expired, chain, c.root, Now());
+  BOOST_TEST(status.code() == StatusCode::kFailedPrecondition, status.ToString());
+  BOOST_TEST(status.message().find("expired") != std::string::npos, status.ToString());
+  // The good leaf outlives its issuing CA (5 years) only on paper.
+  status = VerifyChain(c.ecu, chain, c.root, Now() + days(2000));
+  BOOST_TEST(status.code() == StatusCode::kFailedPrecondition, status.ToString());
+}
+
+BOOST_AUTO_TEST_CASE(TamperedCsrIsRefused) {
+  auto custody = NewCustody();
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  std::vector<uint8_t> der = CsrDer(KL_VALUE(MakeCsr(*custody, key, PlantSubject(), kChallenge)));
+  KL_REQUIRE_OK(CheckCsr(AsText(der), kChallenge).status());
+
+  // Another name under the requester's signature.
+  std::vector<uint8_t> renamed = der;
+  std::string unit = "Plant P1";
+  auto at = std::search(renamed.begin(), renamed.end(), unit.begin(), unit.end());
+  BOOST_REQUIRE(at != renamed.end());
+  at[7] = '2';
+  Status status = CheckCsr(AsText(renamed), kChallenge).status();
+  BOOST_TEST(status.code() == StatusCode::kUnauthenticated, status.ToString());
+
+  // A changed signature (its last byte is the last of the request).
+  std::vector<uint8_t> resigned = der;
+  resigned.back() ^= 0x01;
+  status = CheckCsr(AsText(resigned), kChallenge).status();
+  BOOST_TEST(status.code() == StatusCode::kUnauthenticated, status.ToString());
+
+  BOOST_TEST(CheckCsr("not a request", kChallenge).status().code() == StatusCode::kInvalidArgument);
+}
+
+BOOST_AUTO_TEST_CASE(CsrForAnotherChallengeIsRefused) {
+  auto custody = NewCustody();
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  std::string csr = KL_VALUE(MakeCsr(*custody, key, PlantSubject(), kChallenge));
+  std::vector<uint8_t> other = kChallenge;
+  other[0] ^= 0x01;
+  Status status = CheckCsr(csr, other).status();
+  BOOST_TEST(status.code() == StatusCode::kPermissionDenied, status.ToString());
+  BOOST_TEST(status.message().find("challenge") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(IssuerKeyMustMatchACaCertificate) {
+  auto ca = NewCustody();
+  IssuedChain c = IssueChain(*ca, *ca);
+  std::vector<uint8_t> spki = KL_VALUE(ca->GetPublicKeyInfo(c.ecu_key));
+  // The root's key with the plant's certificate.
+  Status status = IssueEndEntity(*ca, c.root_key, c.plant, spki, EcuProfile()).status();
+  BOOST_TEST(status.code() == StatusCode::kFailedPrecondition, status.ToString());
+  // An ECU certificate cannot issue.
+  status = IssueEndEntity(*ca, c.ecu_key, c.ecu, spki, EcuProfile()).status();
+  BOOST_TEST(status.code() == StatusCode::kFailedPrecondition, status.ToString());
+  // Only P-256 keys sign certificates.
+  KeyHandle ed = KL_VALUE(ca->GenerateKey(KeyKind::kEd25519));
+  status = SelfSignCa(*ca, ed, RootSubject(), ValidForDaysFromNow(10)).status();
+  BOOST_TEST(status.code() == StatusCode::kInvalidArgument, status.ToString());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+}  // namespace keyline::hsm
