@@ -13,6 +13,7 @@
 #include "keyline/hsm/pkcs11_custody.h"
 #include "keyline/hsm/software_custody.h"
 #include "softhsm_fixture.h"
+#include "x509_checks.h"
 
 namespace keyline::hsm {
 namespace {
@@ -245,17 +246,19 @@ BOOST_AUTO_TEST_CASE(LimitationsAreStatedNotHidden) {
   auto token = OpenToken(testing::kTokenA);
   CustodyInfo info = token->Info();
   BOOST_TEST(info.backend == "pkcs11");
-  BOOST_TEST(info.limitations.size() == 2u);
+  BOOST_TEST(info.limitations.size() == 3u);
   BOOST_TEST(info.description.find("plant-a") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(KekAndSigningKeyCannotLeaveTheToken) {
   auto token = OpenToken(testing::kTokenB);
   KL_VALUE(token->GetOrCreateNamedKey("records", KeyKind::kEd25519));
+  KL_VALUE(token->GetOrCreateNamedKey("plant-ca", KeyKind::kEcdsaP256));
   RawToken raw(testing::kTokenB);
   for (auto [cls, label] : {std::pair<CK_OBJECT_CLASS, std::string>{CKO_SECRET_KEY, "keyline.kek"},
                             {CKO_SECRET_KEY, "keyline.kek-mac"},
-                            {CKO_PRIVATE_KEY, "keyline.named.ed25519.records"}}) {
+                            {CKO_PRIVATE_KEY, "keyline.named.ed25519.records"},
+                            {CKO_PRIVATE_KEY, "keyline.named.ecdsa-p256.plant-ca"}}) {
     CK_OBJECT_HANDLE object = raw.Find(cls, label);
     BOOST_TEST(!raw.Flag(object, CKA_EXTRACTABLE), label);
     BOOST_TEST(raw.Flag(object, CKA_SENSITIVE), label);
@@ -270,6 +273,49 @@ BOOST_AUTO_TEST_CASE(MissingMechanismIsNamedAtStartUp) {
   BOOST_TEST(result.status().code() == StatusCode::kFailedPrecondition);
   BOOST_TEST(result.status().message() ==
              "PKCS#11 token 'plant-a' lacks CKM_AES_CMAC (needed for SHE M3 and M5)");
+}
+
+BOOST_AUTO_TEST_CASE(EcdsaKeyOnTheTokenSignsVerifiably) {
+  auto token = OpenToken(testing::kTokenA);
+  KeyHandle key = KL_VALUE(token->GenerateKey(KeyKind::kEcdsaP256));
+  std::vector<uint8_t> spki = KL_VALUE(token->GetPublicKeyInfo(key));
+  std::vector<uint8_t> message = {'t', 'b', 's'};
+  std::vector<uint8_t> signature = KL_VALUE(token->SignEcdsaSha256(key, message));
+  KL_REQUIRE_OK(VerifyEcdsaSha256(spki, message, signature));
+  message[0] ^= 1;
+  BOOST_TEST(VerifyEcdsaSha256(spki, message, signature).code() == StatusCode::kUnauthenticated);
+  KL_REQUIRE_OK(VerifyEcdsaSha256(spki, std::vector<uint8_t>{},
+                                  KL_VALUE(token->SignEcdsaSha256(key, std::vector<uint8_t>{}))));
+
+  BOOST_TEST(token->WrapForStorage(key, "c").status().code() == StatusCode::kUnimplemented);
+  BOOST_TEST(token->GetPublicKey(key).status().code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(token->ImportKeyFromHex(KeyKind::kEcdsaP256, std::string(64, '1'), "ca").status().code() ==
+             StatusCode::kUnimplemented);
+  KeyHandle ed = KL_VALUE(token->GenerateKey(KeyKind::kEd25519));
+  BOOST_TEST(token->SignEcdsaSha256(ed, message).status().code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(token->GetPublicKeyInfo(ed).status().code() == StatusCode::kInvalidArgument);
+  KL_REQUIRE_OK(token->DestroyKey(key));
+  BOOST_TEST(token->SignEcdsaSha256(key, message).status().code() == StatusCode::kNotFound);
+}
+
+BOOST_AUTO_TEST_CASE(NamedEcdsaKeyIsTheSameInALaterSession) {
+  std::vector<uint8_t> first;
+  {
+    auto token = OpenToken(testing::kTokenA);
+    first = KL_VALUE(token->GetPublicKeyInfo(
+        KL_VALUE(token->GetOrCreateNamedKey("issuing-ca", KeyKind::kEcdsaP256))));
+  }
+  auto token = OpenToken(testing::kTokenA);
+  KeyHandle key = KL_VALUE(token->GetOrCreateNamedKey("issuing-ca", KeyKind::kEcdsaP256));
+  BOOST_TEST((KL_VALUE(token->GetPublicKeyInfo(key)) == first));
+  std::vector<uint8_t> message = {'m'};
+  KL_REQUIRE_OK(VerifyEcdsaSha256(first, message, KL_VALUE(token->SignEcdsaSha256(key, message))));
+}
+
+BOOST_AUTO_TEST_CASE(TokenHeldCaKeysIssueAVerifiableChain) {
+  auto token = OpenToken(testing::kTokenA);
+  auto ecu = KL_VALUE(CreateSoftwareCustody({}));
+  testing::CheckIssuedChain(testing::IssueChain(*token, *ecu));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -7,6 +7,8 @@
 //     storage) and readable by this process, because the SHE KDF needs the value (see
 //     CustodyInfo::limitations). Every AES-ECB/CBC/CMAC of the protocol runs on the token.
 //   X25519 keys: generic-secret objects; sealed boxes are opened in guarded host memory.
+//   ECDSA P-256 keys: on the token, sensitive, never extractable; the host hashes (SHA-256),
+//     CKM_ECDSA signs the digest on the token.
 #include "keyline/hsm/pkcs11_custody.h"
 
 #include <sodium.h>
@@ -23,6 +25,7 @@
 
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
+#include "ec/p256.h"
 #include "peer_seal.h"
 #include "pkcs11/pkcs11_module.h"
 #include "secret_bytes.h"
@@ -40,6 +43,8 @@ constexpr size_t kStorageHeader = 4 + 1 + 1 + 8 + 1;  // magic, scheme, kind, KE
 constexpr size_t kMacSize = 32;
 // CKA_EC_PARAMS for Ed25519: the OID 1.3.101.112 (RFC 8410).
 constexpr uint8_t kEd25519Params[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+// CKA_EC_PARAMS for P-256: the OID 1.2.840.10045.3.1.7 (prime256v1).
+constexpr uint8_t kP256Params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 
 // Attribute templates whose values stay alive as long as the template.
 class Template {
@@ -85,7 +90,8 @@ struct Entry {
   KeyKind kind;
   CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;  // secret key, or the private key
   CK_OBJECT_HANDLE public_object = CK_INVALID_HANDLE;
-  std::array<uint8_t, 32> public_key{};
+  std::array<uint8_t, 32> public_key{};  // Ed25519, X25519
+  std::vector<uint8_t> public_point;     // P-256, uncompressed
   bool named = false;  // a token object: DestroyKey drops the handle, never the object
   std::optional<SheObjects> she;
 };
@@ -137,8 +143,6 @@ constexpr RequiredMechanism kRequired[] = {
     {CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN", "Ed25519 signing keys"},
     {CKM_EDDSA, "CKM_EDDSA", "signing records"},
 };
-
-constexpr char kNoP256[] = "the PKCS#11 backend does not hold ECDSA P-256 keys yet";
 
 class Pkcs11Custody final : public KeyCustody {
  public:
@@ -208,7 +212,7 @@ class Pkcs11Custody final : public KeyCustody {
         return CreateFromValueLocked(kind, secret, "", false);
       }
       case KeyKind::kEcdsaP256:
-        return UnimplementedError(kNoP256);
+        return GenerateP256Locked("", false);
     }
     return InvalidArgumentError("unknown key kind");
   }
@@ -216,9 +220,10 @@ class Pkcs11Custody final : public KeyCustody {
   StatusOr<KeyHandle> ImportKeyFromHex(KeyKind kind, std::string_view hex,
                                        std::string_view what) override {
     if (kind != KeyKind::kAes128 && kind != KeyKind::kX25519) {
-      if (kind == KeyKind::kEd25519) {
-        return UnimplementedError(std::string(what) + ": the PKCS#11 backend generates Ed25519 keys "
-                                  "on the token and does not import them");
+      if (kind == KeyKind::kEd25519 || kind == KeyKind::kEcdsaP256) {
+        return UnimplementedError(std::string(what) + ": the PKCS#11 backend generates " +
+                                  std::string(KeyKindName(kind)) +
+                                  " keys on the token and does not import them");
       }
       return InvalidArgumentError(std::string(what) + ": unknown key kind");
     }
@@ -229,14 +234,24 @@ class Pkcs11Custody final : public KeyCustody {
 
   StatusOr<KeyHandle> GetOrCreateNamedKey(std::string_view name, KeyKind kind) override {
     if (name.empty()) return InvalidArgumentError("a named key needs a non-empty name");
-    if (kind == KeyKind::kEcdsaP256) return UnimplementedError(kNoP256);
     std::lock_guard lock(mu_);
     std::string label = prefix_ + "named." + std::string(KeyKindName(kind)) + "." + std::string(name);
     if (auto it = named_.find(label); it != named_.end() && keys_.count(it->second.id) != 0) {
       return it->second;
     }
     KeyHandle handle;
-    if (kind == KeyKind::kEd25519) {
+    if (kind == KeyKind::kEcdsaP256) {
+      ASSIGN_OR_RETURN(std::optional<CK_OBJECT_HANDLE> priv, FindLocked(CKO_PRIVATE_KEY, label));
+      ASSIGN_OR_RETURN(std::optional<CK_OBJECT_HANDLE> pub, FindLocked(CKO_PUBLIC_KEY, label));
+      if (priv && pub) {
+        Entry entry{kind, *priv, *pub};
+        entry.named = true;
+        ASSIGN_OR_RETURN(entry.public_point, ReadP256PointLocked(*pub));
+        ASSIGN_OR_RETURN(handle, AddLocked(std::move(entry)));
+      } else {
+        ASSIGN_OR_RETURN(handle, GenerateP256Locked(label, true));
+      }
+    } else if (kind == KeyKind::kEd25519) {
       ASSIGN_OR_RETURN(std::optional<CK_OBJECT_HANDLE> priv, FindLocked(CKO_PRIVATE_KEY, label));
       ASSIGN_OR_RETURN(std::optional<CK_OBJECT_HANDLE> pub, FindLocked(CKO_PUBLIC_KEY, label));
       if (priv && pub) {
@@ -281,21 +296,35 @@ class Pkcs11Custody final : public KeyCustody {
     if (entry->kind == KeyKind::kAes128) {
       return InvalidArgumentError("key #" + std::to_string(handle.id) + " is symmetric; it has no public key");
     }
+    if (entry->kind == KeyKind::kEcdsaP256) {
+      return InvalidArgumentError("ecdsa-p256 key #" + std::to_string(handle.id) +
+                                  " has no 32-byte public key: use GetPublicKeyInfo");
+    }
     return PublicKey{entry->kind, entry->public_key};
   }
 
-  // No handle of this backend is kEcdsaP256 yet: EntryLocked refuses every handle by kind.
   StatusOr<std::vector<uint8_t>> GetPublicKeyInfo(KeyHandle handle) override {
     std::lock_guard lock(mu_);
-    RETURN_IF_ERROR(EntryLocked(handle, KeyKind::kEcdsaP256).status());
-    return UnimplementedError(kNoP256);
+    ASSIGN_OR_RETURN(Entry * entry, EntryLocked(handle, KeyKind::kEcdsaP256));
+    return P256SpkiOfPoint(entry->public_point);
   }
 
+  // CKM_ECDSA signs a digest: hashing on the host keeps the message off the token and works on
+  // tokens without CKM_ECDSA_SHA256.
   StatusOr<std::vector<uint8_t>> SignEcdsaSha256(KeyHandle signing_key,
-                                                 std::span<const uint8_t>) override {
+                                                 std::span<const uint8_t> message) override {
+    std::array<uint8_t, crypto_hash_sha256_BYTES> digest{};
+    crypto_hash_sha256(digest.data(), message.data(), message.size());
     std::lock_guard lock(mu_);
-    RETURN_IF_ERROR(EntryLocked(signing_key, KeyKind::kEcdsaP256).status());
-    return UnimplementedError(kNoP256);
+    ASSIGN_OR_RETURN(Entry * entry, EntryLocked(signing_key, KeyKind::kEcdsaP256));
+    CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+    CK_RV rv = f_->C_SignInit(session_, &mech, entry->object);
+    if (rv != CKR_OK) return CkError(rv, "C_SignInit(ECDSA)");
+    std::array<uint8_t, 2 * kP256ScalarSize> r_s{};
+    CK_ULONG len = r_s.size();
+    rv = f_->C_Sign(session_, digest.data(), static_cast<CK_ULONG>(digest.size()), r_s.data(), &len);
+    if (rv != CKR_OK || len != r_s.size()) return CkError(rv, "C_Sign(ECDSA)");
+    return EcdsaRawToDer(r_s);
   }
 
   StatusOr<std::array<uint8_t, 3>> KeyCheckValue(KeyHandle handle) override {
@@ -310,9 +339,10 @@ class Pkcs11Custody final : public KeyCustody {
   StatusOr<WrappedKey> WrapForStorage(KeyHandle key, std::string_view context) override {
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(Entry * entry, EntryLocked(key, std::nullopt));
-    if (entry->kind == KeyKind::kEd25519) {
-      return UnimplementedError("the PKCS#11 backend keeps Ed25519 keys on the token, never "
-                                "extractable: use GetOrCreateNamedKey instead of storage wrapping");
+    if (entry->kind == KeyKind::kEd25519 || entry->kind == KeyKind::kEcdsaP256) {
+      return UnimplementedError("the PKCS#11 backend keeps " + std::string(KeyKindName(entry->kind)) +
+                                " keys on the token, never extractable: use GetOrCreateNamedKey "
+                                "instead of storage wrapping");
     }
     CK_MECHANISM mech{CKM_AES_KEY_WRAP, nullptr, 0};
     std::array<uint8_t, 64> wrapped{};
@@ -510,6 +540,8 @@ class Pkcs11Custody final : public KeyCustody {
         "AES-ECB/CBC/CMAC of the protocol runs on the token",
         "X25519: sealed boxes (X25519 + XSalsa20-Poly1305) have no PKCS#11 mechanism; the "
         "agreement key is a token secret object opened in guarded host memory",
+        "ECDSA P-256: keys stay on the token and cannot be wrapped for storage; keep a "
+        "long-lived one (an issuing CA's) as a named key",
     };
   }
 
@@ -697,6 +729,43 @@ class Pkcs11Custody final : public KeyCustody {
     entry.named = token;
     ASSIGN_OR_RETURN(entry.public_key, ReadEdPublicLocked(pub_object));
     return AddLocked(std::move(entry));
+  }
+
+  StatusOr<KeyHandle> GenerateP256Locked(const std::string& label, bool token) {
+    CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+    Template pub;
+    pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY).Ulong(CKA_KEY_TYPE, CKK_EC).Bool(CKA_TOKEN, token)
+        .Bool(CKA_VERIFY, true).Bytes(CKA_EC_PARAMS, kP256Params);
+    Template priv;
+    priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Ulong(CKA_KEY_TYPE, CKK_EC).Bool(CKA_TOKEN, token)
+        .Bool(CKA_PRIVATE, true).Bool(CKA_SENSITIVE, true).Bool(CKA_EXTRACTABLE, false)
+        .Bool(CKA_SIGN, true);
+    if (!label.empty()) {
+      pub.Text(CKA_LABEL, label);
+      priv.Text(CKA_LABEL, label);
+    }
+    CK_OBJECT_HANDLE pub_object;
+    CK_OBJECT_HANDLE priv_object;
+    CK_RV rv = f_->C_GenerateKeyPair(session_, &mech, pub.data(), pub.size(), priv.data(), priv.size(),
+                                     &pub_object, &priv_object);
+    if (rv != CKR_OK) return CkError(rv, "C_GenerateKeyPair(EC P-256)");
+    Entry entry{KeyKind::kEcdsaP256, priv_object, pub_object};
+    entry.named = token;
+    auto point = ReadP256PointLocked(pub_object);
+    if (!point.ok()) {
+      DestroyObjectsLocked(entry);
+      return point.status();
+    }
+    entry.public_point = std::move(point).value();
+    return AddLocked(std::move(entry));
+  }
+
+  StatusOr<std::vector<uint8_t>> ReadP256PointLocked(CK_OBJECT_HANDLE object) {
+    std::array<uint8_t, 80> buffer{};
+    CK_ATTRIBUTE attr{CKA_EC_POINT, buffer.data(), buffer.size()};
+    CK_RV rv = f_->C_GetAttributeValue(session_, object, &attr, 1);
+    if (rv != CKR_OK) return CkError(rv, "C_GetAttributeValue(CKA_EC_POINT)");
+    return P256PointOfCkaEcPoint(std::span<const uint8_t>(buffer.data(), attr.ulValueLen));
   }
 
   // CKA_EC_POINT of an Ed25519 key: the 32 bytes, raw or as a DER OCTET STRING (04 20 ...).
