@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "keyline/hsm/software_custody.h"
+#include "keyline/testing/temp_dir.h"
 #include "x509_checks.h"
 
 namespace keyline::hsm {
@@ -46,6 +49,30 @@ BOOST_AUTO_TEST_CASE(RootPlantCaEcuChainVerifies) {
   auto ca = NewCustody();
   auto ecu = NewCustody();
   CheckIssuedChain(IssueChain(*ca, *ecu));
+}
+
+// Another implementation's view: the openssl command line accepts the chain (strict, as a
+// TLS client certificate) and the CSR's signature.
+BOOST_AUTO_TEST_CASE(OpenSslCommandLineAcceptsChainAndCsr) {
+  auto ca = NewCustody();
+  IssuedChain c = IssueChain(*ca, *ca);
+  std::string csr = KL_VALUE(MakeCsr(*ca, c.ecu_key, EcuProfile().subject, kChallenge));
+  keyline::testing::TempDir dir;
+  auto write = [&](const char* name, const std::string& pem) {
+    std::ofstream(dir.path() / name) << pem;
+    return (dir.path() / name).string();
+  };
+  std::string root = write("root.pem", c.root);
+  std::string plant = write("plant.pem", c.plant);
+  std::string ecu = write("ecu.pem", c.ecu);
+  std::string request = write("csr.pem", csr);
+  std::string verify = "openssl verify -x509_strict -purpose sslclient -CAfile " + root +
+                       " -untrusted " + plant + " " + ecu + " >/dev/null";
+  BOOST_TEST(std::system(verify.c_str()) == 0, verify);
+  std::string wrong_root = "openssl verify -CAfile " + plant + " " + root + " >/dev/null 2>&1";
+  BOOST_TEST(std::system(wrong_root.c_str()) != 0, wrong_root);
+  std::string check_csr = "openssl req -in " + request + " -verify -noout 2>/dev/null";
+  BOOST_TEST(std::system(check_csr.c_str()) == 0, check_csr);
 }
 
 BOOST_AUTO_TEST_CASE(LeafFromAnotherCaIsRefused) {
