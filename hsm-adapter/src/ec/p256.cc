@@ -3,6 +3,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
@@ -161,7 +162,9 @@ Status VerifyEcdsaSha256(std::span<const uint8_t> spki_der, std::span<const uint
   using namespace internal;
   const unsigned char* p = spki_der.data();
   Pkey key(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki_der.size())));
+  // A refused input leaves nothing on OpenSSL's error queue for a later caller to misreport.
   if (!key || p != spki_der.data() + spki_der.size()) {
+    ERR_clear_error();
     return InvalidArgumentError("public key is not a DER SubjectPublicKeyInfo");
   }
   char group[32] = {};
@@ -178,6 +181,7 @@ Status VerifyEcdsaSha256(std::span<const uint8_t> spki_der, std::span<const uint
   // 0 is a mismatch, < 0 a signature that is not even DER: both mean "not signed by this key".
   if (EVP_DigestVerify(md.get(), signature.data(), signature.size(), message.data(),
                        message.size()) != 1) {
+    ERR_clear_error();
     return UnauthenticatedError("ECDSA P-256 signature does not match the message and key");
   }
   return Status::Ok();
