@@ -150,6 +150,11 @@ BOOST_AUTO_TEST_CASE(IssuerKeyMustMatchACaCertificate) {
   // An ECU certificate cannot issue.
   status = IssueEndEntity(*ca, c.ecu_key, c.ecu, spki, EcuProfile()).status();
   BOOST_TEST(status.code() == StatusCode::kFailedPrecondition, status.ToString());
+  // A plant CA (pathlen 0) cannot certify another CA.
+  CheckedCsr csr = KL_VALUE(CheckCsr(KL_VALUE(MakeCsr(*ca, c.ecu_key, PlantSubject(), kChallenge)), kChallenge));
+  status = IssueCaCertificate(*ca, c.plant_key, c.plant, csr, ValidForDaysFromNow(10)).status();
+  BOOST_TEST(status.code() == StatusCode::kFailedPrecondition, status.ToString());
+  BOOST_TEST(status.message().find("pathlen 0") != std::string::npos, status.ToString());
   // Only P-256 keys sign certificates.
   KeyHandle ed = KL_VALUE(ca->GenerateKey(KeyKind::kEd25519));
   status = SelfSignCa(*ca, ed, RootSubject(), ValidForDaysFromNow(10)).status();

@@ -138,6 +138,11 @@ StatusOr<std::string> IssueCaCertificate(KeyCustody& custody, KeyHandle issuer_k
                                          std::string_view issuer_cert, const CheckedCsr& csr,
                                          const Validity& validity) {
   ASSIGN_OR_RETURN(X509Ptr issuer, ParseCertificatePem(issuer_cert, "issuer certificate"));
+  // A chain through it would be refused by every verifier: say so now.
+  if (X509_get_pathlen(issuer.get()) == 0) {
+    return FailedPreconditionError("the issuer certificate has pathlen 0: it issues end-entity "
+                                   "certificates only, not CAs");
+  }
   ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(csr.spki_der));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(csr.subject));
   return Issue(custody, issuer_key, issuer.get(),
