@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "keyline/broker/curve_keys.h"
 #include "keyline/common/config.h"
 #include "keyline/hsm/software_custody.h"
 
@@ -27,15 +26,10 @@ StatusOr<KmsConfig> LoadKmsConfig(const std::filesystem::path& path) {
     }
     config.kms.admin_keys.push_back(*key);
   }
-  // The same keys as files (keylinectl keys generate curve writes <name>.pub): an installation
-  // that makes its admin key at set-up names the file and never edits this one.
+  // The same keys as files, read when the KMS starts: an installation that makes its admin key
+  // at set-up names the file and never edits this one.
   for (const std::string& file : kms.OptionalStringList("admin_key_files")) {
-    auto key = broker::LoadCurvePublicKeyFile(ResolveConfigPath(base, file));
-    if (!key.ok()) {
-      kms.Fail("admin_key_files", key.status().message());
-      continue;
-    }
-    config.kms.admin_keys.push_back(*key);
+    config.kms.admin_key_files.push_back(ResolveConfigPath(base, file));
   }
   config.kms.heartbeat_interval_ms =
       static_cast<int>(kms.OptionalInt("heartbeat_interval_ms", 1000, 10, 60000));

@@ -145,6 +145,11 @@ class Kms::Impl {
     uploads_dir_ = options_.data_dir / "uploads";
     std::filesystem::create_directories(uploads_dir_, ec);
     for (const auto& key : options_.admin_keys) RETURN_IF_ERROR(admin_peers_.Add(key, "admin"));
+    for (const auto& file : options_.admin_key_files) {
+      auto key = broker::LoadCurvePublicKeyFile(file);
+      if (!key.ok()) return InvalidArgumentError("[kms] admin_key_files: " + key.status().message());
+      RETURN_IF_ERROR(admin_peers_.Add(*key, "admin"));
+    }
     for (const PlantSpec& plant : catalog_->Plants()) {
       RETURN_IF_ERROR(plant_peers_.Add(plant.curve_key, plant.plant));
     }

@@ -199,7 +199,8 @@ int CheckConfig(const std::string& path) {
   auto config = keyline::kms::LoadKmsConfig(path);
   if (!config.ok()) return Fail(config.status(), 2);
   std::cout << path << ": ok (link " << config->kms.link_bind << ", admin " << config->kms.admin_bind << ", "
-            << config->kms.admin_keys.size() << " admin key(s))\n";
+            << config->kms.admin_keys.size() << " admin key(s), " << config->kms.admin_key_files.size()
+            << " admin key file(s) read at start)\n";
   return 0;
 }
 

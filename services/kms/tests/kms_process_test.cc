@@ -186,12 +186,14 @@ BOOST_AUTO_TEST_CASE(AdminCommandsEndToEndWithExitStatuses) {
   PlantSim plant(lab.dir.path() / "plant-a", "plant-a");
   lab.Catalog(&plant);
 
-  // A bad admin key file is a one-line error naming the setting.
+  // A bad admin key file stops the KMS at start with an error naming the setting.
   std::ofstream(lab.dir.path() / "bad.pub") << "not a key\n";
   std::string bad_config = (lab.dir.path() / "bad.toml").string();
-  std::ofstream(bad_config) << "[kms]\ndata_dir = \"data\"\nadmin_key_files = [\"bad.pub\"]\n"
-                            << "[hsm]\nbackend = \"software\"\nmaster_key_file = \"master.key\"\n";
-  Result bad_key = lab.Run(KMS_PATH, {"check-config", "--config", bad_config});
+  std::ofstream(bad_config) << "[kms]\ndata_dir = \"bad-data\"\nadmin_key_files = [\"bad.pub\"]\n"
+                            << "link_bind = \"tcp://127.0.0.1:0\"\nadmin_bind = \"tcp://127.0.0.1:0\"\n"
+                            << "[hsm]\nbackend = \"software\"\nmaster_key_file = \"bad-master.key\"\n";
+  BOOST_TEST(lab.Run(KMS_PATH, {"check-config", "--config", bad_config}).exit_code == 0);  // read at start
+  Result bad_key = lab.Run(KMS_PATH, {"--config", bad_config});
   BOOST_TEST(bad_key.exit_code != 0);
   BOOST_TEST(bad_key.err.find("admin_key_files") != std::string::npos, bad_key.err);
 

@@ -6,6 +6,7 @@
 //   admin_bind = "tcp://127.0.0.1:7200"      # keylinectl (default shown)
 //   curve_key_file = "kms.curve"             # default <data_dir>/kms.curve, created if missing
 //   admin_keys = ["<40 Z85 characters>"]     # admin Curve public keys (keyline-kms admin-key)
+//   admin_key_files = ["admin.curve.pub"]    # or files of one public key each, read at start
 //
 //   [hsm]
 //   backend = "software"                     # the software backend (libsodium + OpenSSL)

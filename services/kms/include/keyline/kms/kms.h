@@ -35,6 +35,9 @@ struct KmsOptions {
   // Admin public keys (Z85 decoded); each is admitted as identity "admin". Default: none
   // (then nobody can administer the KMS).
   std::vector<broker::CurvePublicKey> admin_keys;
+  // Files holding one admin public key each, read at start (a key made at installation time,
+  // mounted where the config says). Default: none.
+  std::vector<std::filesystem::path> admin_key_files;
   // Link heartbeat interval / time-out in ms. Defaults 1000 / 5000.
   int heartbeat_interval_ms = 1000;
   int heartbeat_timeout_ms = 5000;
