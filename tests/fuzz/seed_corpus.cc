@@ -254,6 +254,7 @@ class SeedCustody final : public hsm::KeyCustody {
   }
   Status DestroyKey(hsm::KeyHandle) override { return Status::Ok(); }
   StatusOr<hsm::PublicKey> GetPublicKey(hsm::KeyHandle) override { return Unsupported(); }
+  StatusOr<std::vector<uint8_t>> GetPublicKeyInfo(hsm::KeyHandle) override { return Unsupported(); }
   StatusOr<std::array<uint8_t, 3>> KeyCheckValue(hsm::KeyHandle) override { return Unsupported(); }
   StatusOr<hsm::WrappedKey> WrapForStorage(hsm::KeyHandle, std::string_view) override {
     return Unsupported();
@@ -282,6 +283,9 @@ class SeedCustody final : public hsm::KeyCustody {
     hsm::Signature signature;
     signature.fill(0x5a);
     return signature;
+  }
+  StatusOr<std::vector<uint8_t>> SignEcdsaSha256(hsm::KeyHandle, std::span<const uint8_t>) override {
+    return Unsupported();
   }
   StatusOr<std::vector<uint8_t>> Random(size_t size) override {
     std::vector<uint8_t> bytes(size);
