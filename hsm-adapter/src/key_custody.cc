@@ -36,21 +36,6 @@ Status VerifySignature(const PublicKey& key, std::span<const uint8_t> message,
   return Status::Ok();
 }
 
-StatusOr<std::vector<WrappedKey>> KeyCustody::WrapManyForStorage(std::span<const KeyHandle> keys,
-                                                                 std::span<const std::string> contexts) {
-  if (keys.size() != contexts.size()) {
-    return InvalidArgumentError("WrapManyForStorage: " + std::to_string(keys.size()) + " keys but " +
-                                std::to_string(contexts.size()) + " contexts");
-  }
-  std::vector<WrappedKey> wrapped;
-  wrapped.reserve(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    ASSIGN_OR_RETURN(WrappedKey one, WrapForStorage(keys[i], contexts[i]));
-    wrapped.push_back(std::move(one));
-  }
-  return wrapped;
-}
-
 ScopedKey::ScopedKey(ScopedKey&& other) noexcept
     : custody_(std::exchange(other.custody_, nullptr)), handle_(std::exchange(other.handle_, {})) {}
 

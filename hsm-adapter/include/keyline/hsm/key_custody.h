@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keyline/common/status.h"
@@ -106,9 +107,22 @@ class KeyCustody {
                                                             std::string_view context) = 0;
   // WrapForStorage for many keys at once, `contexts[i]` bound to `keys[i]`: what an import of
   // a million key sets calls, so a backend can take its lock and its randomness once per call.
-  // All or nothing: an unknown handle fails the whole call.
+  // All or nothing: an unknown handle fails the whole call. Defined here (a loop) so that
+  // KeyCustody keeps no out-of-line member: stand-ins need not link the adapter.
   [[nodiscard]] virtual StatusOr<std::vector<WrappedKey>> WrapManyForStorage(
-      std::span<const KeyHandle> keys, std::span<const std::string> contexts);
+      std::span<const KeyHandle> keys, std::span<const std::string> contexts) {
+    if (keys.size() != contexts.size()) {
+      return InvalidArgumentError("WrapManyForStorage: " + std::to_string(keys.size()) +
+                                  " keys but " + std::to_string(contexts.size()) + " contexts");
+    }
+    std::vector<WrappedKey> wrapped;
+    wrapped.reserve(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      ASSIGN_OR_RETURN(WrappedKey one, WrapForStorage(keys[i], contexts[i]));
+      wrapped.push_back(std::move(one));
+    }
+    return wrapped;
+  }
   // A modified blob, another context or another custody's blob is an error (kDataLoss /
   // kFailedPrecondition), never a wrong key.
   [[nodiscard]] virtual StatusOr<KeyHandle> UnwrapFromStorage(const WrappedKey& blob,
