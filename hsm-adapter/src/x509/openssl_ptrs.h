@@ -10,13 +10,9 @@
 
 #include <memory>
 
-namespace keyline::hsm::internal {
+#include "openssl_free.h"
 
-template <auto Free>
-struct OpenSslFree {
-  template <typename T>
-  void operator()(T* p) const { Free(p); }
-};
+namespace keyline::hsm::internal {
 
 using BioPtr = std::unique_ptr<BIO, OpenSslFree<BIO_free_all>>;
 using BignumPtr = std::unique_ptr<BIGNUM, OpenSslFree<BN_free>>;
