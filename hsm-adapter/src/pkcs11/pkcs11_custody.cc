@@ -707,13 +707,16 @@ class Pkcs11Custody final : public KeyCustody {
     return AddLocked(std::move(entry));
   }
 
-  StatusOr<KeyHandle> GenerateEd25519Locked(const std::string& label, bool token) {
-    CK_MECHANISM mech{CKM_EC_EDWARDS_KEY_PAIR_GEN, nullptr, 0};
+  // A non-extractable signing key pair on the token: both halves carry the label when named.
+  StatusOr<Entry> GenerateSigningPairLocked(KeyKind kind, CK_MECHANISM_TYPE mechanism,
+                                            CK_KEY_TYPE key_type, std::span<const uint8_t> params,
+                                            const std::string& label, bool token) {
+    CK_MECHANISM mech{mechanism, nullptr, 0};
     Template pub;
-    pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY).Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS).Bool(CKA_TOKEN, token)
-        .Bool(CKA_VERIFY, true).Bytes(CKA_EC_PARAMS, kEd25519Params);
+    pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY).Ulong(CKA_KEY_TYPE, key_type).Bool(CKA_TOKEN, token)
+        .Bool(CKA_VERIFY, true).Bytes(CKA_EC_PARAMS, params);
     Template priv;
-    priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS).Bool(CKA_TOKEN, token)
+    priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Ulong(CKA_KEY_TYPE, key_type).Bool(CKA_TOKEN, token)
         .Bool(CKA_PRIVATE, true).Bool(CKA_SENSITIVE, true).Bool(CKA_EXTRACTABLE, false)
         .Bool(CKA_SIGN, true);
     if (!label.empty()) {
@@ -724,34 +727,23 @@ class Pkcs11Custody final : public KeyCustody {
     CK_OBJECT_HANDLE priv_object;
     CK_RV rv = f_->C_GenerateKeyPair(session_, &mech, pub.data(), pub.size(), priv.data(), priv.size(),
                                      &pub_object, &priv_object);
-    if (rv != CKR_OK) return CkError(rv, "C_GenerateKeyPair(Ed25519)");
-    Entry entry{KeyKind::kEd25519, priv_object, pub_object};
+    if (rv != CKR_OK) return CkError(rv, "C_GenerateKeyPair(" + std::string(KeyKindName(kind)) + ")");
+    Entry entry{kind, priv_object, pub_object};
     entry.named = token;
-    ASSIGN_OR_RETURN(entry.public_key, ReadEdPublicLocked(pub_object));
+    return entry;
+  }
+
+  StatusOr<KeyHandle> GenerateEd25519Locked(const std::string& label, bool token) {
+    ASSIGN_OR_RETURN(Entry entry, GenerateSigningPairLocked(KeyKind::kEd25519, CKM_EC_EDWARDS_KEY_PAIR_GEN,
+                                                           CKK_EC_EDWARDS, kEd25519Params, label, token));
+    ASSIGN_OR_RETURN(entry.public_key, ReadEdPublicLocked(entry.public_object));
     return AddLocked(std::move(entry));
   }
 
   StatusOr<KeyHandle> GenerateP256Locked(const std::string& label, bool token) {
-    CK_MECHANISM mech{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
-    Template pub;
-    pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY).Ulong(CKA_KEY_TYPE, CKK_EC).Bool(CKA_TOKEN, token)
-        .Bool(CKA_VERIFY, true).Bytes(CKA_EC_PARAMS, kP256Params);
-    Template priv;
-    priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Ulong(CKA_KEY_TYPE, CKK_EC).Bool(CKA_TOKEN, token)
-        .Bool(CKA_PRIVATE, true).Bool(CKA_SENSITIVE, true).Bool(CKA_EXTRACTABLE, false)
-        .Bool(CKA_SIGN, true);
-    if (!label.empty()) {
-      pub.Text(CKA_LABEL, label);
-      priv.Text(CKA_LABEL, label);
-    }
-    CK_OBJECT_HANDLE pub_object;
-    CK_OBJECT_HANDLE priv_object;
-    CK_RV rv = f_->C_GenerateKeyPair(session_, &mech, pub.data(), pub.size(), priv.data(), priv.size(),
-                                     &pub_object, &priv_object);
-    if (rv != CKR_OK) return CkError(rv, "C_GenerateKeyPair(EC P-256)");
-    Entry entry{KeyKind::kEcdsaP256, priv_object, pub_object};
-    entry.named = token;
-    auto point = ReadP256PointLocked(pub_object);
+    ASSIGN_OR_RETURN(Entry entry, GenerateSigningPairLocked(KeyKind::kEcdsaP256, CKM_EC_KEY_PAIR_GEN, CKK_EC,
+                                                           kP256Params, label, token));
+    auto point = ReadP256PointLocked(entry.public_object);
     if (!point.ok()) {
       DestroyObjectsLocked(entry);
       return point.status();
