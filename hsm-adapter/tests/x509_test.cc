@@ -51,6 +51,28 @@ BOOST_AUTO_TEST_CASE(RootPlantCaEcuChainVerifies) {
   CheckIssuedChain(IssueChain(*ca, *ecu));
 }
 
+BOOST_AUTO_TEST_CASE(InspectCertificateReadsWhatEachLevelSays) {
+  auto ca = NewCustody();
+  IssuedChain c = IssueChain(*ca, *ca);
+  CertificateInfo root = KL_VALUE(InspectCertificate(c.root));
+  BOOST_TEST(root.is_ca);
+  BOOST_TEST(root.self_signed);
+  BOOST_TEST((root.subject == RootSubject()));
+  BOOST_TEST((root.spki_der == KL_VALUE(ca->GetPublicKeyInfo(c.root_key))));
+  CertificateInfo plant = KL_VALUE(InspectCertificate(c.plant));
+  BOOST_TEST(plant.is_ca);
+  BOOST_TEST(plant.path_length == 0);
+  BOOST_TEST(!plant.self_signed);
+  BOOST_TEST((plant.issuer == RootSubject()));
+  BOOST_TEST((plant.validity.not_before <= Now()));
+  BOOST_TEST((plant.validity.not_after > Now() + days(1800)));
+  CertificateInfo ecu = KL_VALUE(InspectCertificate(c.ecu));
+  BOOST_TEST(!ecu.is_ca);
+  BOOST_TEST(ecu.serial_hex.size() >= 30u);
+  BOOST_TEST((ecu.issuer == PlantSubject()));
+  BOOST_TEST(!InspectCertificate("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n").ok());
+}
+
 // Another implementation's view: the openssl command line accepts the chain (strict, as a
 // TLS client certificate) and the CSR's signature.
 BOOST_AUTO_TEST_CASE(OpenSslCommandLineAcceptsChainAndCsr) {

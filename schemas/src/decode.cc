@@ -151,6 +151,10 @@ Status VerifyPayload(wire::MessageType type, std::span<const uint8_t> payload,
       return DecodeMessage<wire::AdminRequest>(payload, limits, error).status();
     case wire::MessageType::AdminReply:
       return DecodeMessage<wire::AdminReply>(payload, limits, error).status();
+    case wire::MessageType::PlantCaRequest:
+      return DecodeMessage<wire::PlantCaRequest>(payload, limits, error).status();
+    case wire::MessageType::PlantCaCsr:
+      return DecodeMessage<wire::PlantCaCsr>(payload, limits, error).status();
   }
   return Refuse(DecodeError::kUnknownType,
                 InvalidArgumentError("unknown message type " + MessageTypeName(type) +

@@ -174,6 +174,10 @@ std::string PayloadToJson(wire::MessageType type, std::span<const uint8_t> paylo
       return ToJson<wire::AdminRequest>(payload);
     case wire::MessageType::AdminReply:
       return ToJson<wire::AdminReply>(payload);
+    case wire::MessageType::PlantCaRequest:
+      return ToJson<wire::PlantCaRequest>(payload);
+    case wire::MessageType::PlantCaCsr:
+      return ToJson<wire::PlantCaCsr>(payload);
   }
   return "null";
 }

@@ -61,6 +61,10 @@ BOOST_AUTO_TEST_CASE(AdminTypesAreAppendedAfterInjectionResult) {
   BOOST_TEST(static_cast<int>(wire::MessageType::AdminReply) == 12);
   BOOST_TEST(static_cast<int>(wire::AdminCommand::OemAdd) == 1);
   BOOST_TEST(static_cast<int>(wire::AdminCommand::KmsStatusQuery) == 13);
+  BOOST_TEST(static_cast<int>(wire::AdminCommand::OemCaImport) == 14);
+  BOOST_TEST(static_cast<int>(wire::AdminCommand::PlantCaIssue) == 15);
+  BOOST_TEST(static_cast<int>(wire::AdminCommand::PlantCaInstall) == 16);
+  BOOST_TEST(static_cast<int>(wire::AdminCommand::PlantCaRevoke) == 17);
 }
 
 // Found by tests/fuzz/fuzz_messages (17 bytes, kept in tests/fuzz/corpus/fuzz_messages/): a

@@ -94,6 +94,31 @@ BOOST_AUTO_TEST_CASE(ConfigUpdateRoundTripsWithEveryField) {
   BOOST_REQUIRE(config->sync() != nullptr);
   BOOST_TEST((config->sync()->mode() == wire::SyncMode::INTERVAL));
   BOOST_TEST(config->sync()->interval_s() == 900u);
+
+  BOOST_REQUIRE(config->issuing_cas() != nullptr);
+  BOOST_REQUIRE(config->issuing_cas()->size() == 1u);
+  BOOST_TEST(Text(config->issuing_cas()->Get(0)->oem()) == "acme");
+  BOOST_TEST(Text(config->issuing_cas()->Get(0)->key_name()) == "plant-ca/acme/1");
+  BOOST_TEST(Text(config->issuing_cas()->Get(0)->certificate()).starts_with("-----BEGIN"));
+  BOOST_TEST(Text(config->issuing_cas()->Get(0)->oem_ca_certificate()).ends_with("root\n"));
+}
+
+BOOST_AUTO_TEST_CASE(PlantCaRequestAndCsrRoundTripWithEveryField) {
+  std::vector<uint8_t> envelope;
+  const std::vector<uint8_t> request_bytes = Sample<wire::PlantCaRequest>();
+  const wire::PlantCaRequest* request = DecodeBothWays<wire::PlantCaRequest>(request_bytes, envelope);
+  BOOST_TEST(Text(request->request_id()) == "plant-a/acme/1");
+  BOOST_TEST(Text(request->oem()) == "acme");
+  BOOST_TEST(Text(request->key_name()) == "plant-ca/acme/1");
+  BOOST_TEST(Text(request->organization()) == "acme");
+  BOOST_TEST(Text(request->organizational_unit()) == "plant-a");
+  BOOST_TEST(Text(request->common_name()) == "acme issuing CA plant-a 1");
+  BOOST_TEST(ToVector(Bytes(request->challenge())) == Counting(32, 0x60));
+
+  const std::vector<uint8_t> csr_bytes = Sample<wire::PlantCaCsr>();
+  const wire::PlantCaCsr* csr = DecodeBothWays<wire::PlantCaCsr>(csr_bytes, envelope);
+  BOOST_TEST(Text(csr->request_id()) == "plant-a/acme/1");
+  BOOST_TEST(Text(csr->csr()).starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
 }
 
 BOOST_AUTO_TEST_CASE(VerificationRequestRoundTripsWithEveryField) {
@@ -166,6 +191,8 @@ KEYLINE_CORRUPTION_TESTS(VerificationRequest)
 KEYLINE_CORRUPTION_TESTS(StockRequest)
 KEYLINE_CORRUPTION_TESTS(PlantStatus)
 KEYLINE_CORRUPTION_TESTS(VerificationWatermark)
+KEYLINE_CORRUPTION_TESTS(PlantCaRequest)
+KEYLINE_CORRUPTION_TESTS(PlantCaCsr)
 
 BOOST_AUTO_TEST_SUITE_END()
 

@@ -88,7 +88,11 @@ std::vector<uint8_t> Sample<wire::ConfigUpdate>() {
       wire::CreateStation(fbb, fbb.CreateString("line2-eol1"), CountingBytes(fbb, 32, 0xc0)),
   };
   auto sync = wire::CreateSyncPolicy(fbb, wire::SyncMode::INTERVAL, 900);
-  fbb.Finish(wire::CreateConfigUpdateDirect(fbb, 42, "plant-a", &products, &stations, sync));
+  std::vector<flatbuffers::Offset<wire::IssuingCa>> cas = {
+      wire::CreateIssuingCaDirect(fbb, "acme", "plant-ca/acme/1", "-----BEGIN CERTIFICATE-----\nplant\n",
+                                  "-----BEGIN CERTIFICATE-----\nroot\n"),
+  };
+  fbb.Finish(wire::CreateConfigUpdateDirect(fbb, 42, "plant-a", &products, &stations, sync, &cas));
   return Finished(fbb);
 }
 
@@ -96,6 +100,24 @@ template <>
 std::vector<uint8_t> Sample<wire::VerificationRequest>() {
   flatbuffers::FlatBufferBuilder fbb;
   fbb.Finish(wire::CreateVerificationRequestDirect(fbb, "barrier-acme-0017", "acme"));
+  return Finished(fbb);
+}
+
+template <>
+std::vector<uint8_t> Sample<wire::PlantCaRequest>() {
+  flatbuffers::FlatBufferBuilder fbb;
+  const std::vector<uint8_t> challenge = Counting(32, 0x60);
+  fbb.Finish(wire::CreatePlantCaRequestDirect(fbb, "plant-a/acme/1", "acme", "plant-ca/acme/1",
+                                              "acme", "plant-a", "acme issuing CA plant-a 1",
+                                              &challenge));
+  return Finished(fbb);
+}
+
+template <>
+std::vector<uint8_t> Sample<wire::PlantCaCsr>() {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreatePlantCaCsrDirect(fbb, "plant-a/acme/1",
+                                          "-----BEGIN CERTIFICATE REQUEST-----\ncsr\n"));
   return Finished(fbb);
 }
 
@@ -152,8 +174,20 @@ uint64_t ReadAll(const wire::ConfigUpdate& m) {
   if (m.sync() != nullptr) {
     acc = Mix(Mix(acc, static_cast<uint64_t>(m.sync()->mode())), m.sync()->interval_s());
   }
+  acc = Mix(acc, SumTables<wire::IssuingCa>(m.issuing_cas(), [](const wire::IssuingCa& c) {
+              return Mix(Mix(Mix(Sum(c.oem()), Sum(c.key_name())), Sum(c.certificate())),
+                         Sum(c.oem_ca_certificate()));
+            }));
   return acc;
 }
+
+uint64_t ReadAll(const wire::PlantCaRequest& m) {
+  uint64_t acc = Mix(Mix(Sum(m.request_id()), Sum(m.oem())), Sum(m.key_name()));
+  acc = Mix(Mix(Mix(acc, Sum(m.organization())), Sum(m.organizational_unit())), Sum(m.common_name()));
+  return Mix(acc, Sum(m.challenge()));
+}
+
+uint64_t ReadAll(const wire::PlantCaCsr& m) { return Mix(Sum(m.request_id()), Sum(m.csr())); }
 
 uint64_t ReadAll(const wire::VerificationRequest& m) {
   return Mix(Sum(m.barrier_id()), Sum(m.oem()));

@@ -41,6 +41,10 @@ template <>
 std::vector<uint8_t> Sample<wire::AdminRequest>();
 template <>
 std::vector<uint8_t> Sample<wire::AdminReply>();
+template <>
+std::vector<uint8_t> Sample<wire::PlantCaRequest>();
+template <>
+std::vector<uint8_t> Sample<wire::PlantCaCsr>();
 
 // The serialised InjectionRecordBody inside Sample<wire::InjectionRecord>().
 std::vector<uint8_t> SampleInjectionRecordBody();
@@ -59,6 +63,8 @@ uint64_t ReadAll(const wire::KeyPackage& m);
 uint64_t ReadAll(const wire::InjectionResult& m);
 uint64_t ReadAll(const wire::AdminRequest& m);  // admin_test.cc
 uint64_t ReadAll(const wire::AdminReply& m);    // admin_test.cc
+uint64_t ReadAll(const wire::PlantCaRequest& m);
+uint64_t ReadAll(const wire::PlantCaCsr& m);
 uint64_t ReadAll(const wire::Envelope& m);
 
 // n bytes counting up from `first` (a recognisable stand-in for UIDs, proofs, keys).
@@ -83,6 +89,8 @@ void ForEachMessageTable(F&& f) {
   f.template operator()<wire::InjectionResult>();
   f.template operator()<wire::AdminRequest>();
   f.template operator()<wire::AdminReply>();
+  f.template operator()<wire::PlantCaRequest>();
+  f.template operator()<wire::PlantCaCsr>();
 }
 
 }  // namespace keyline::schemas::testing

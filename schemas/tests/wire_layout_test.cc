@@ -216,6 +216,24 @@ KEYLINE_PIN_ENUM(ProvisioningState, UNSPECIFIED, 0);
 KEYLINE_PIN_ENUM(ProvisioningState, PACKAGE, 1);
 KEYLINE_PIN_ENUM(ProvisioningState, REPORTED, 2);
 
+// kms_pks.fbs: plant issuing CAs
+KEYLINE_PIN_FIELD(ConfigUpdate, issuing_cas, ISSUING_CAS, 5, const flatbuffers::Vector<flatbuffers::Offset<wire::IssuingCa>>*);
+KEYLINE_PIN_FIELD(IssuingCa, oem, OEM, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(IssuingCa, key_name, KEY_NAME, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(IssuingCa, certificate, CERTIFICATE, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(IssuingCa, oem_ca_certificate, OEM_CA_CERTIFICATE, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, oem, OEM, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, key_name, KEY_NAME, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, organization, ORGANIZATION, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, organizational_unit, ORGANIZATIONAL_UNIT, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, common_name, COMMON_NAME, 5, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaRequest, challenge, CHALLENGE, 6, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(PlantCaCsr, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(PlantCaCsr, csr, CSR, 1, const flatbuffers::String*);
+KEYLINE_PIN_ENUM(MessageType, PlantCaRequest, 13);
+KEYLINE_PIN_ENUM(MessageType, PlantCaCsr, 14);
+
 #undef KEYLINE_PIN_FIELD
 #undef KEYLINE_PIN_ENUM
 

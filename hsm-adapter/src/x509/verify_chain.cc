@@ -1,7 +1,10 @@
 // Chain verification and reading certificates, with OpenSSL's X509_STORE.
 #include <openssl/err.h>
 
+#include <cctype>
+#include <ctime>
 #include <string>
+#include <utility>
 
 #include "keyline/hsm/x509.h"
 #include "x509/x509_codec.h"
@@ -20,6 +23,41 @@ StatusOr<std::vector<uint8_t>> PublicKeyInfoOf(std::string_view cert_pem) {
   EVP_PKEY* key = X509_get0_pubkey(cert.get());
   if (key == nullptr) return InvalidArgumentError("certificate public key cannot be read");
   return SpkiOf(key);
+}
+
+StatusOr<CertificateInfo> InspectCertificate(std::string_view cert_pem) {
+  ASSIGN_OR_RETURN(X509Ptr cert, ParseCertificatePem(cert_pem, "certificate"));
+  CertificateInfo info;
+  info.subject = FromX509Name(X509_get_subject_name(cert.get()));
+  info.issuer = FromX509Name(X509_get_issuer_name(cert.get()));
+  BignumPtr serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
+  if (serial) {
+    char* hex = BN_bn2hex(serial.get());
+    if (hex != nullptr) {
+      info.serial_hex = hex;
+      OPENSSL_free(hex);
+      for (char& c : info.serial_hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  for (auto [time, out] : {std::pair{X509_get0_notBefore(cert.get()), &info.validity.not_before},
+                           std::pair{X509_get0_notAfter(cert.get()), &info.validity.not_after}}) {
+    std::tm tm{};
+    if (time == nullptr || ASN1_TIME_to_tm(time, &tm) != 1) {
+      return InvalidArgumentError("certificate validity cannot be read");
+    }
+    *out = std::chrono::sys_seconds(std::chrono::seconds(timegm(&tm)));
+  }
+  // X509_get_extension_flags computes the cached extension data (and flags invalid ones).
+  const uint32_t flags = X509_get_extension_flags(cert.get());
+  if ((flags & EXFLAG_INVALID) != 0) return InvalidArgumentError("certificate has invalid extensions");
+  info.is_ca = (flags & EXFLAG_CA) != 0;
+  info.path_length = X509_get_pathlen(cert.get());
+  info.self_signed = X509_self_signed(cert.get(), 1) == 1;
+  ERR_clear_error();
+  EVP_PKEY* key = X509_get0_pubkey(cert.get());
+  if (key == nullptr) return InvalidArgumentError("certificate public key cannot be read");
+  ASSIGN_OR_RETURN(info.spki_der, SpkiOf(key));
+  return info;
 }
 
 Status VerifyChain(std::string_view leaf, std::span<const std::string> chain, std::string_view root,

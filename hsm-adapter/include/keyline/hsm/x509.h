@@ -106,6 +106,21 @@ struct EndEntityProfile {
 // The DER SubjectPublicKeyInfo of a PEM certificate.
 [[nodiscard]] StatusOr<std::vector<uint8_t>> PublicKeyInfoOf(std::string_view cert_pem);
 
+// What a certificate says about itself, for checks and status pages.
+struct CertificateInfo {
+  CertificateSubject subject;
+  CertificateSubject issuer;
+  std::string serial_hex;  // lower-case hex
+  Validity validity;
+  bool is_ca = false;        // basicConstraints CA:TRUE
+  long path_length = -1;     // basicConstraints pathLenConstraint; -1 when absent
+  bool self_signed = false;  // issuer == subject and its own key verifies its signature
+  std::vector<uint8_t> spki_der;
+};
+
+// Reads a PEM certificate (kInvalidArgument if it is not one).
+[[nodiscard]] StatusOr<CertificateInfo> InspectCertificate(std::string_view cert_pem);
+
 // Verifies `leaf` up to the trusted `root` through the intermediates `chain` (all PEM) as of
 // `at_time`, with OpenSSL's X509_STORE (strict X.509 checks). Errors: kInvalidArgument (not a
 // certificate), kFailedPrecondition (a certificate expired or not yet valid at `at_time`),

@@ -27,6 +27,7 @@ inline constexpr size_t kM5Bytes = 16;
 inline constexpr size_t kProofDigestBytes = 32;  // PackageSlot.proof_digest
 inline constexpr size_t kCurvePublicKeyBytes = 32;  // Station.curve_public_key
 inline constexpr size_t kSignatureBytes = 64;       // Ed25519, InjectionRecord.signature
+inline constexpr size_t kCaChallengeBytes = 32;     // PlantCaRequest.challenge
 
 // The bytes of a [ubyte] field of a verified buffer; empty when the field is absent.
 // The span points into the buffer and is valid as long as the buffer is.
