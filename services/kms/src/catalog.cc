@@ -174,9 +174,16 @@ std::vector<uint8_t> Catalog::BuildConfigUpdate(const PlantSpec& plant,
   }
   auto sync = wire::CreateSyncPolicy(fbb, static_cast<wire::SyncMode>(plant.sync_mode),
                                      plant.sync_interval_s);
+  std::vector<flatbuffers::Offset<wire::IssuingCa>> cas;
+  if (issuing_cas_) {
+    for (const IssuingCaConfig& ca : issuing_cas_(plant.plant)) {
+      cas.push_back(wire::CreateIssuingCaDirect(fbb, ca.oem.c_str(), ca.key_name.c_str(),
+                                                ca.certificate.c_str(), ca.oem_ca_certificate.c_str()));
+    }
+  }
   fbb.Finish(wire::CreateConfigUpdate(fbb, plant.config_version, fbb.CreateString(plant.plant),
                                       fbb.CreateVector(product_offsets), fbb.CreateVector(stations),
-                                      sync));
+                                      sync, fbb.CreateVector(cas)));
   auto bytes = schemas::FinishedBytes(fbb);
   return {bytes.begin(), bytes.end()};
 }
@@ -202,6 +209,24 @@ Status Catalog::QueueConfig(broker::WriteContext& write, PlantSpec& plant,
   PutPlant(write, plant);
   std::vector<uint8_t> update = BuildConfigUpdate(plant, products);
   return write.Send({plant.plant, "control"}, wire::MessageType::ConfigUpdate, update).status();
+}
+
+Status Catalog::QueuePlantConfig(const std::string& plant_id, broker::WriteContext& write) {
+  PlantSpec plant;
+  std::vector<ProductSpec> products;
+  {
+    std::shared_lock lock(mu_);
+    auto it = plants_.find(plant_id);
+    if (it == plants_.end()) return NotFoundError("plant " + plant_id + " is not registered");
+    plant = it->second;
+    for (const auto& [name, p] : products_) products.push_back(p);
+  }
+  RETURN_IF_ERROR(QueueConfig(write, plant, products));
+  // Remembered before the write commits: if it fails, the next change skips a version number,
+  // which a PKS accepts (it only needs versions to rise).
+  std::unique_lock lock(mu_);
+  plants_[plant.plant] = plant;
+  return Status::Ok();
 }
 
 bool Catalog::CurveKeyInUse(const broker::CurvePublicKey& key) const {

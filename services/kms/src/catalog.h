@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <shared_mutex>
@@ -53,6 +54,17 @@ struct PlantSpec {
   uint32_t sync_interval_s = 0;
 };
 
+// A plant issuing CA as its ConfigUpdate lists it (wire::IssuingCa).
+struct IssuingCaConfig {
+  std::string oem;
+  std::string key_name;
+  std::string certificate;         // PEM
+  std::string oem_ca_certificate;  // PEM
+};
+
+// The ACTIVE issuing CAs of a plant (PlantCas::ActiveFor).
+using IssuingCaSource = std::function<std::vector<IssuingCaConfig>(const std::string& plant)>;
+
 struct OemSpec {
   std::string name;
   hsm::PublicKey signing_key{hsm::KeyKind::kEd25519, {}};
@@ -61,6 +73,9 @@ struct OemSpec {
 class Catalog {
  public:
   Catalog(KmsContext* context, AuditLog* audit) : context_(context), audit_(audit) {}
+
+  // Where ConfigUpdates take the plant's issuing CAs from. Set once, before any change.
+  void SetIssuingCaSource(IssuingCaSource source) { issuing_cas_ = std::move(source); }
 
   [[nodiscard]] Status Load();
 
@@ -74,6 +89,10 @@ class Catalog {
                                   const std::string& actor);
   [[nodiscard]] Status SetSyncPolicy(const std::string& plant, uint8_t mode, uint32_t interval_s,
                                      const std::string& actor);
+
+  // Queues a new ConfigUpdate for `plant` in `write` (another module's change that the plant's
+  // configuration shows, such as an issuing CA). Call from the admin thread's Work only.
+  [[nodiscard]] Status QueuePlantConfig(const std::string& plant, broker::WriteContext& write);
 
   std::optional<OemSpec> Oem(const std::string& name) const;
   std::optional<ProductSpec> Product(const std::string& name) const;
@@ -94,6 +113,7 @@ class Catalog {
 
   KmsContext* context_;
   AuditLog* audit_;
+  IssuingCaSource issuing_cas_;
   mutable std::shared_mutex mu_;
   std::map<std::string, OemSpec> oems_;
   std::map<std::string, ProductSpec> products_;

@@ -34,6 +34,7 @@
 #include "keyline/wire/admin_generated.h"
 #include "keyline/wire/kms_store_generated.h"
 #include "kms_context.h"
+#include "plant_cas.h"
 #include "record_ingest.h"
 #include "store_layout.h"
 #include "verification.h"
@@ -128,6 +129,8 @@ class Kms::Impl {
 
     audit_ = std::make_unique<AuditLog>(&context_);
     catalog_ = std::make_unique<Catalog>(&context_, audit_.get());
+    plant_cas_ = std::make_unique<PlantCas>(&context_, catalog_.get(), audit_.get());
+    catalog_->SetIssuingCaSource([this](const std::string& plant) { return plant_cas_->ActiveFor(plant); });
     key_sets_ = std::make_unique<KeySetStore>(&context_, catalog_.get(), audit_.get(), options_.data_dir / "batches");
     allocator_ = std::make_unique<Allocator>(&context_, catalog_.get(), audit_.get());
     records_ = std::make_unique<RecordIngest>(&context_, catalog_.get(), audit_.get());
@@ -135,6 +138,7 @@ class Kms::Impl {
                                                      options_.data_dir / "exports");
     RETURN_IF_ERROR(audit_->Load());
     RETURN_IF_ERROR(catalog_->Load());
+    RETURN_IF_ERROR(plant_cas_->Load());
     RETURN_IF_ERROR(key_sets_->Load());
     RETURN_IF_ERROR(allocator_->Load());
     RETURN_IF_ERROR(records_->Load());
@@ -213,6 +217,11 @@ class Kms::Impl {
         std::lock_guard lock(status_mu_);
         plant_status_[d.peer] = std::string(AsText(d.payload));
         return Status::Ok();
+      }
+      case wire::MessageType::PlantCaCsr: {
+        ASSIGN_OR_RETURN(const wire::PlantCaCsr* csr, schemas::DecodeMessage<wire::PlantCaCsr>(d.payload));
+        return plant_cas_->ReceiveCsr(d.peer, std::string(schemas::Text(csr->request_id())),
+                                      std::string(schemas::Text(csr->csr())), write);
       }
       default:
         return InvalidArgumentError("the KMS does not take " + schemas::MessageTypeName(d.type) + " from " + d.peer);
@@ -323,11 +332,56 @@ class Kms::Impl {
         ASSIGN_OR_RETURN(std::string status, StatusJson());
         return Reply(json::parse(status));
       }
+      case wire::AdminCommand::OemCaImport: {
+        const auto* c = request->command_as_OemCaImport();
+        const std::string oem(schemas::Text(c->oem()));
+        RETURN_IF_ERROR(plant_cas_->ImportOemCa(oem, std::string(schemas::Text(c->certificate())), peer));
+        ASSIGN_OR_RETURN(hsm::CertificateInfo info, hsm::InspectCertificate(*plant_cas_->OemCaCertificate(oem)));
+        return Reply({{"oem", oem}, {"subject", info.subject.common_name}, {"serial", info.serial_hex},
+                      {"not_after", Rfc3339(info.validity.not_after.time_since_epoch().count() * 1'000'000)}});
+      }
+      case wire::AdminCommand::PlantCaIssue: {
+        const auto* c = request->command_as_PlantCaIssue();
+        ASSIGN_OR_RETURN(PlantCaSpec ca, plant_cas_->Issue(std::string(schemas::Text(c->plant())),
+                                                           std::string(schemas::Text(c->oem())), peer));
+        return Reply(PlantCaJson(ca));
+      }
+      case wire::AdminCommand::PlantCaInstall: {
+        const auto* c = request->command_as_PlantCaInstall();
+        const std::string plant(schemas::Text(c->plant()));
+        ASSIGN_OR_RETURN(PlantCaSpec ca, plant_cas_->Install(plant, std::string(schemas::Text(c->oem())),
+                                                             std::string(schemas::Text(c->request_id())),
+                                                             std::string(schemas::Text(c->certificate())), peer));
+        json reply = PlantCaJson(ca);
+        auto p = catalog_->Plant(plant);
+        reply["config_version"] = p ? p->config_version : 0;
+        return Reply(reply);
+      }
+      case wire::AdminCommand::PlantCaRevoke: {
+        const auto* c = request->command_as_PlantCaRevoke();
+        ASSIGN_OR_RETURN(PlantCaSpec ca, plant_cas_->Revoke(std::string(schemas::Text(c->plant())),
+                                                            std::string(schemas::Text(c->oem())),
+                                                            std::string(schemas::Text(c->reason())), peer));
+        return Reply(PlantCaJson(ca));
+      }
       case wire::AdminCommand::NONE:
         break;
     }
     return InvalidArgumentError("unknown admin command " + std::to_string(static_cast<int>(request->command_type())) +
                                 " (a newer keylinectl than this KMS?)");
+  }
+
+  // What keylinectl needs to finish a plant CA: the CSR and its challenge to check it, then the
+  // certificate once installed.
+  static json PlantCaJson(const PlantCaSpec& ca) {
+    json j = {{"plant", ca.plant}, {"oem", ca.oem}, {"generation", ca.generation},
+              {"state", PlantCaStateName(ca.state)}, {"request_id", ca.request_id}, {"key_name", ca.key_name},
+              {"requested_at", Rfc3339(ca.requested_at_us)}, {"changed_at", Rfc3339(ca.changed_at_us)},
+              {"challenge", ToHex(ca.challenge)}};
+    if (!ca.csr.empty()) j["csr"] = ca.csr;
+    if (!ca.certificate.empty()) j["certificate"] = ca.certificate;
+    if (!ca.revoke_reason.empty()) j["revoke_reason"] = ca.revoke_reason;
+    return j;
   }
 
   static json ViewJson(const VerificationView& view) {
@@ -561,6 +615,13 @@ class Kms::Impl {
       entry["records_duplicate"] = rc.duplicates;
       entry["records_refused"] = rc.refused;
       entry["messages_waiting"] = outbox[plant.plant];
+      json cas = json::array();
+      for (const PlantCaSpec& ca : plant_cas_->All()) {
+        if (ca.plant != plant.plant) continue;
+        cas.push_back({{"oem", ca.oem}, {"generation", ca.generation}, {"state", PlantCaStateName(ca.state)},
+                       {"request_id", ca.request_id}});
+      }
+      entry["issuing_cas"] = cas;
       if (rc.refused > 0) {
         alerts.push_back(plant.plant + ": " + std::to_string(rc.refused) + " injection records refused (see the log)");
       }
@@ -596,6 +657,7 @@ class Kms::Impl {
   KmsContext context_;
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<PlantCas> plant_cas_;
   std::unique_ptr<KeySetStore> key_sets_;
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<RecordIngest> records_;

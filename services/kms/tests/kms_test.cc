@@ -12,11 +12,13 @@
 
 #include "keyline/common/hex.h"
 #include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/kms/batch_file.h"
 #include "keyline/kms/kms.h"
 #include "keyline/schemas/build.h"
 #include "keyline/testing/temp_dir.h"
 #include "keyline/wire/admin_generated.h"
+#include "keyline/wire/kms_pks_generated.h"
 #include "plant_sim.h"
 
 namespace keyline::kms::testing {
@@ -554,6 +556,201 @@ BOOST_AUTO_TEST_CASE(AuditVerifyDetectsChangedRemovedAndReorderedEntries) {
     BOOST_REQUIRE(db.Put({}, cf, AuditKey(2), e3).ok());
     BOOST_REQUIRE(db.Put({}, cf, AuditKey(3), e2).ok());
   }, "moved or reordered");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(Certificates)
+
+// The OEM's side: a P-256 root CA in its own custody.
+struct OemRoot {
+  explicit OemRoot(const std::string& organization = "Acme Motors") {
+    custody = std::move(*hsm::CreateSoftwareCustody({}));
+    key = *custody->GenerateKey(hsm::KeyKind::kEcdsaP256);
+    hsm::CertificateSubject subject;
+    subject.organization = organization;
+    subject.common_name = organization + " root";
+    certificate = *hsm::SelfSignCa(*custody, key, subject, hsm::ValidForDaysFromNow(3650));
+  }
+  std::string Sign(const std::string& csr_pem, std::span<const uint8_t> challenge) {
+    auto checked = hsm::CheckCsr(csr_pem, challenge);
+    BOOST_REQUIRE_MESSAGE(checked.ok(), checked.status().ToString());
+    auto cert = hsm::IssueCaCertificate(*custody, key, certificate, *checked, hsm::ValidForDaysFromNow(1825));
+    BOOST_REQUIRE_MESSAGE(cert.ok(), cert.status().ToString());
+    return *cert;
+  }
+  std::unique_ptr<hsm::KeyCustody> custody;
+  hsm::KeyHandle key;
+  std::string certificate;
+};
+
+struct CaSetup : Setup {
+  CaSetup() : plant(dir.path() / "plant-a", "plant-a") {
+    AddPlant(plant);
+    plant.Connect(kms->link_endpoint(), kms->curve_public_key());
+  }
+  StatusOr<json> ImportOemCa(const std::string& pem, const std::string& oem_name = "acme") {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto c = wire::CreateOemCaImportDirect(fbb, oem_name.c_str(), pem.c_str());
+    return Admin(Finish(fbb, wire::AdminCommand::OemCaImport, c.Union()));
+  }
+  StatusOr<json> Issue(const std::string& plant_id = "plant-a") {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto c = wire::CreatePlantCaIssueDirect(fbb, plant_id.c_str(), "acme");
+    return Admin(Finish(fbb, wire::AdminCommand::PlantCaIssue, c.Union()));
+  }
+  StatusOr<json> Install(const std::string& request_id, const std::string& pem) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto c = wire::CreatePlantCaInstallDirect(fbb, "plant-a", "acme", request_id.c_str(), pem.c_str());
+    return Admin(Finish(fbb, wire::AdminCommand::PlantCaInstall, c.Union()));
+  }
+  StatusOr<json> Revoke() {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto c = wire::CreatePlantCaRevokeDirect(fbb, "plant-a", "acme", "box stolen");
+    return Admin(Finish(fbb, wire::AdminCommand::PlantCaRevoke, c.Union()));
+  }
+  // The plant's answer: a CSR from `key` in the plant's custody over the request's challenge.
+  std::vector<uint8_t> Csr(const wire::PlantCaRequest& request, hsm::KeyHandle key,
+                           std::optional<std::vector<uint8_t>> challenge = std::nullopt,
+                           std::string common_name = "") {
+    hsm::CertificateSubject subject;
+    subject.organization = request.organization()->str();
+    subject.organizational_unit = request.organizational_unit()->str();
+    subject.common_name = common_name.empty() ? request.common_name()->str() : common_name;
+    std::vector<uint8_t> nonce = challenge ? *challenge
+                                           : std::vector<uint8_t>(request.challenge()->begin(), request.challenge()->end());
+    auto csr = hsm::MakeCsr(plant.custody(), key, subject, nonce);
+    BOOST_REQUIRE(csr.ok());
+    flatbuffers::FlatBufferBuilder fbb;
+    const std::string request_id = request.request_id()->str();
+    fbb.Finish(wire::CreatePlantCaCsrDirect(fbb, request_id.c_str(), csr->c_str()));
+    auto bytes = schemas::FinishedBytes(fbb);
+    return {bytes.begin(), bytes.end()};
+  }
+  Status Deliver(const std::vector<uint8_t>& csr, const std::string& from = "plant-a") {
+    std::vector<std::vector<uint8_t>> payloads = {csr};
+    return kms->ApplyFromPlant(from, static_cast<uint16_t>(wire::MessageType::PlantCaCsr), payloads);
+  }
+  PlantSim plant;
+  OemRoot root;
+};
+
+BOOST_AUTO_TEST_CASE(OemCaImportTakesOnlyASelfSignedCaCertificate) {
+  CaSetup s;
+  // Not a certificate, a CA's intermediate, an end-entity certificate, an unknown OEM.
+  BOOST_TEST((s.ImportOemCa("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").status().code() ==
+              StatusCode::kInvalidArgument));
+  auto plant_key = *s.root.custody->GenerateKey(hsm::KeyKind::kEcdsaP256);
+  const std::vector<uint8_t> nonce(32, 7);
+  hsm::CertificateSubject sub;
+  sub.common_name = "intermediate";
+  auto csr = *hsm::MakeCsr(*s.root.custody, plant_key, sub, nonce);
+  const std::string intermediate = s.root.Sign(csr, nonce);
+  auto refused = s.ImportOemCa(intermediate);
+  BOOST_TEST((refused.status().code() == StatusCode::kInvalidArgument));
+  BOOST_TEST(refused.status().message().find("not self-signed") != std::string::npos);
+  hsm::EndEntityProfile profile;
+  profile.subject.serial_number = "00112233445566778899aabbccddee";
+  auto leaf = *hsm::IssueEndEntity(*s.root.custody, s.root.key, s.root.certificate,
+                                   *s.root.custody->GetPublicKeyInfo(plant_key), profile);
+  BOOST_TEST(s.ImportOemCa(leaf).status().message().find("not a CA certificate") != std::string::npos);
+  BOOST_TEST((s.ImportOemCa(s.root.certificate, "nobody").status().code() == StatusCode::kNotFound));
+  BOOST_TEST(s.KmsStatus()["plants"][0]["issuing_cas"].empty());
+
+  auto imported = s.ImportOemCa(s.root.certificate);
+  BOOST_REQUIRE_MESSAGE(imported.ok(), imported.status().ToString());
+  BOOST_TEST((*imported)["subject"] == "Acme Motors root");
+  BOOST_TEST(s.ImportOemCa(s.root.certificate).ok());  // the same again: nothing changes
+}
+
+BOOST_AUTO_TEST_CASE(PlantCaIsIssuedOnlyForAProvenCsrAndShippedInTheConfiguration) {
+  CaSetup s;
+  // No OEM CA yet: nothing is asked of the plant.
+  BOOST_TEST((s.Issue().status().code() == StatusCode::kFailedPrecondition));
+  BOOST_REQUIRE(s.ImportOemCa(s.root.certificate).ok());
+  auto issued = s.Issue();
+  BOOST_REQUIRE_MESSAGE(issued.ok(), issued.status().ToString());
+  BOOST_TEST((*issued)["state"] == "requested");
+  BOOST_TEST((*issued)["key_name"] == "plant-ca/acme/1");
+  const std::string request_id = (*issued)["request_id"];
+  BOOST_TEST((*s.Issue())["request_id"] == request_id);  // asking again: the same request
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.PlantCaRequests().size() == 1; }));
+  const std::vector<uint8_t> request_bytes = s.plant.PlantCaRequests()[0];
+  const auto* request = flatbuffers::GetRoot<wire::PlantCaRequest>(request_bytes.data());
+  BOOST_TEST(request->request_id()->str() == request_id);
+  BOOST_TEST(request->organization()->str() == "Acme Motors");
+  BOOST_TEST(request->organizational_unit()->str() == "plant-a");
+  BOOST_TEST(request->challenge()->size() == 32u);
+
+  // Refused CSRs leave the request open: a replayed nonce, another subject, another plant.
+  auto plant_key = *s.plant.custody().GenerateKey(hsm::KeyKind::kEcdsaP256);
+  auto replayed = s.Deliver(s.Csr(*request, plant_key, std::vector<uint8_t>(32, 0xaa)));
+  BOOST_TEST((replayed.code() == StatusCode::kPermissionDenied));
+  auto renamed = s.Deliver(s.Csr(*request, plant_key, std::nullopt, "acme root CA"));
+  BOOST_TEST((renamed.code() == StatusCode::kPermissionDenied));
+  BOOST_TEST(renamed.message().find("asks for subject") != std::string::npos);
+  PlantSim plant_b(s.dir.path() / "plant-b", "plant-b");
+  s.AddPlant(plant_b);
+  BOOST_TEST((s.Deliver(s.Csr(*request, plant_key), "plant-b").code() == StatusCode::kPermissionDenied));
+  BOOST_TEST((*s.Issue())["state"] == "requested");
+  BOOST_TEST((s.Install(request_id, s.root.certificate).status().code() == StatusCode::kFailedPrecondition));
+
+  BOOST_REQUIRE(s.Deliver(s.Csr(*request, plant_key)).ok());
+  json ca = *s.Issue();
+  BOOST_TEST(ca["state"] == "csr_received");
+  const std::string csr = ca["csr"];
+  std::vector<uint8_t> challenge(request->challenge()->begin(), request->challenge()->end());
+
+  // Certificates the KMS refuses: from another root, for another key, not a CA.
+  OemRoot stranger("Stranger");
+  auto wrong_root = s.Install(request_id, stranger.Sign(csr, challenge));
+  BOOST_TEST((wrong_root.status().code() == StatusCode::kUnauthenticated));
+  auto other_key = *s.plant.custody().GenerateKey(hsm::KeyKind::kEcdsaP256);
+  hsm::CertificateSubject subject = hsm::CheckCsr(csr, challenge)->subject;
+  auto other_csr = *hsm::MakeCsr(s.plant.custody(), other_key, subject, challenge);
+  BOOST_TEST((s.Install(request_id, s.root.Sign(other_csr, challenge)).status().code() ==
+              StatusCode::kPermissionDenied));
+  hsm::EndEntityProfile profile;
+  profile.subject = subject;
+  auto leaf = *hsm::IssueEndEntity(*s.root.custody, s.root.key, s.root.certificate,
+                                   *s.plant.custody().GetPublicKeyInfo(plant_key), profile);
+  BOOST_TEST((s.Install(request_id, leaf).status().code() == StatusCode::kInvalidArgument));
+  BOOST_REQUIRE(WaitFor([&] { return !s.plant.ConfigIssuingCas().empty(); }));
+  BOOST_TEST(s.plant.ConfigIssuingCas().back().empty());
+
+  const std::string certificate = s.root.Sign(csr, challenge);
+  auto installed = s.Install(request_id, certificate);
+  BOOST_REQUIRE_MESSAGE(installed.ok(), installed.status().ToString());
+  BOOST_TEST((*installed)["state"] == "active");
+  BOOST_TEST(s.Install(request_id, certificate).ok());  // the same again: OK, nothing new
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.ConfigIssuingCas().back() == std::vector<std::string>{"plant-ca/acme/1"}; }));
+  const size_t configs = s.plant.ConfigVersions().size();
+  // The OEM CA cannot be swapped under an active plant CA.
+  BOOST_TEST((s.ImportOemCa(stranger.certificate).status().code() == StatusCode::kFailedPrecondition));
+  BOOST_TEST(s.KmsStatus()["plants"][0]["issuing_cas"][0]["state"] == "active");
+
+  // It survives a restart.
+  s.plant.Disconnect();
+  s.Close();
+  s.Open();
+  BOOST_TEST((*s.Issue())["state"] == "active");
+
+  // Revoked: the next configuration lists no CA; issuing again starts a new key.
+  auto revoked = s.Revoke();
+  BOOST_REQUIRE_MESSAGE(revoked.ok(), revoked.status().ToString());
+  BOOST_TEST((*revoked)["state"] == "revoked");
+  BOOST_TEST((s.Revoke().status().code() == StatusCode::kNotFound));
+  s.plant.Connect(s.kms->link_endpoint(), s.kms->curve_public_key());
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.ConfigVersions().size() > configs; }));
+  BOOST_TEST(s.plant.ConfigIssuingCas().back().empty());
+  BOOST_TEST((s.Install(request_id, certificate).status().code() == StatusCode::kFailedPrecondition));
+  json second = *s.Issue();
+  BOOST_TEST(second["generation"] == 2);
+  BOOST_TEST(second["key_name"] == "plant-ca/acme/2");
+  BOOST_TEST(second["state"] == "requested");
+  auto audit = s.kms->VerifyAudit();
+  BOOST_REQUIRE(audit.ok());
+  BOOST_TEST(audit->intact);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

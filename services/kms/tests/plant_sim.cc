@@ -58,7 +58,15 @@ void PlantSim::Connect(const std::string& endpoint, const broker::CurvePublicKey
             }
           }
         } else if (d.type == wire::MessageType::ConfigUpdate) {
-          config_versions_.push_back(flatbuffers::GetRoot<wire::ConfigUpdate>(d.payload.data())->version());
+          const auto* config = flatbuffers::GetRoot<wire::ConfigUpdate>(d.payload.data());
+          config_versions_.push_back(config->version());
+          std::vector<std::string> cas;
+          if (config->issuing_cas()) {
+            for (const auto* ca : *config->issuing_cas()) cas.push_back(ca->key_name()->str());
+          }
+          config_issuing_cas_.push_back(cas);
+        } else if (d.type == wire::MessageType::PlantCaRequest) {
+          plant_ca_requests_.emplace_back(d.payload.begin(), d.payload.end());
         } else if (d.type == wire::MessageType::VerificationRequest) {
           verification_requests_.push_back(
               flatbuffers::GetRoot<wire::VerificationRequest>(d.payload.data())->barrier_id()->str());
@@ -133,6 +141,14 @@ size_t PlantSim::shipments() {
 std::vector<uint64_t> PlantSim::ConfigVersions() {
   std::lock_guard lock(mu_);
   return config_versions_;
+}
+std::vector<std::vector<uint8_t>> PlantSim::PlantCaRequests() {
+  std::lock_guard lock(mu_);
+  return plant_ca_requests_;
+}
+std::vector<std::vector<std::string>> PlantSim::ConfigIssuingCas() {
+  std::lock_guard lock(mu_);
+  return config_issuing_cas_;
 }
 std::vector<std::string> PlantSim::VerificationRequests() {
   std::lock_guard lock(mu_);

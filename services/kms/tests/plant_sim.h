@@ -59,6 +59,9 @@ class PlantSim {
   size_t shipments();
   std::vector<uint64_t> ConfigVersions();
   std::vector<std::string> VerificationRequests();
+  // Every PlantCaRequest received (payloads), and the issuing CA key names of each ConfigUpdate.
+  std::vector<std::vector<uint8_t>> PlantCaRequests();
+  std::vector<std::vector<std::string>> ConfigIssuingCas();
 
  private:
   std::filesystem::path dir_;
@@ -77,6 +80,8 @@ class PlantSim {
   size_t shipments_ = 0;
   std::vector<uint64_t> config_versions_;
   std::vector<std::string> verification_requests_;
+  std::vector<std::vector<uint8_t>> plant_ca_requests_;
+  std::vector<std::vector<std::string>> config_issuing_cas_;
 };
 
 }  // namespace keyline::kms::testing
