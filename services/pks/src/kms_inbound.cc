@@ -33,10 +33,20 @@ Status ApplyConfigUpdate(PlantCore& core, const broker::Delivery& delivery,
                     name, product.transport_key_ref);
     }
   }
+  for (const auto& [oem, ca] : config.issuing_cas) {
+    Status usable = core.keys->CheckIssuingCa(ca);
+    if (!usable.ok()) {
+      spdlog::error("issuing CA for OEM \"{}\" not usable; no certificates for it will be issued: {}", oem,
+                    usable.ToString());
+    } else {
+      spdlog::info("issuing CA {} for OEM \"{}\" installed", ca.key_name, oem);
+    }
+  }
   uint64_t version = config.version;
   core.state->PutConfig(write.batch(), delivery.payload, std::move(config));
-  spdlog::info("configuration version {} applied: {} products, {} stations", version,
-               core.state->config().products.size(), core.state->config().stations.size());
+  spdlog::info("configuration version {} applied: {} products, {} stations, {} issuing CAs", version,
+               core.state->config().products.size(), core.state->config().stations.size(),
+               core.state->config().issuing_cas.size());
   for (const auto& [name, product] : core.state->config().products) {
     RETURN_IF_ERROR(Replenish(core, write, name));
   }
@@ -136,6 +146,33 @@ Status AnswerVerificationRequest(PlantCore& core, const broker::Delivery& delive
   return Status::Ok();
 }
 
+Status AnswerPlantCaRequest(PlantCore& core, const broker::Delivery& delivery,
+                            broker::WriteContext& write) {
+  ASSIGN_OR_RETURN(const wire::PlantCaRequest* request,
+                   schemas::DecodeMessage<wire::PlantCaRequest>(delivery.payload));
+  const std::string request_id(schemas::Text(request->request_id()));
+  const std::string key_name(schemas::Text(request->key_name()));
+  if (request_id.empty() || !key_name.starts_with("plant-ca/")) {
+    return InvalidArgumentError("PlantCaRequest \"" + request_id + "\": needs a request id and a plant-ca/ key name, "
+                                "got \"" + key_name + "\"");
+  }
+  RETURN_IF_ERROR(schemas::CheckFixedBytes(request->challenge(), schemas::kCaChallengeBytes,
+                                           "PlantCaRequest " + request_id + ": challenge"));
+  hsm::CertificateSubject subject;
+  subject.organization = std::string(schemas::Text(request->organization()));
+  subject.organizational_unit = std::string(schemas::Text(request->organizational_unit()));
+  subject.common_name = std::string(schemas::Text(request->common_name()));
+  // The same key name gives the same key, so answering a repeated request again is harmless.
+  ASSIGN_OR_RETURN(std::string csr, core.keys->IssuingCaCsr(key_name, subject, schemas::Bytes(request->challenge())));
+  flatbuffers::FlatBufferBuilder fbb(csr.size() + 128);
+  fbb.Finish(wire::CreatePlantCaCsrDirect(fbb, request_id.c_str(), csr.c_str()));
+  RETURN_IF_ERROR(write.Send({kKmsPeer, kControlStream}, wire::MessageType::PlantCaCsr,
+                             schemas::FinishedBytes(fbb))
+                      .status());
+  spdlog::info("issuing CA {}: key ready in the HSM, CSR sent to the KMS (request {})", key_name, request_id);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status HandleKmsDelivery(PlantCore& core, const broker::Delivery& delivery,
@@ -149,6 +186,8 @@ Status HandleKmsDelivery(PlantCore& core, const broker::Delivery& delivery,
       return ApplyStockBatch(core, delivery, write);
     case wire::MessageType::VerificationRequest:
       return AnswerVerificationRequest(core, delivery, write);
+    case wire::MessageType::PlantCaRequest:
+      return AnswerPlantCaRequest(core, delivery, write);
     default:
       return InvalidArgumentError("the KMS sent a " + schemas::MessageTypeName(delivery.type) +
                                   ", which a PKS does not take from the KMS");

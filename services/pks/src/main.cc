@@ -81,6 +81,11 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
                                  {"requested", p.requested}, {"injected", p.injected},
                                  {"burned", p.burned}});
     }
+    out["issuing_cas"] = nlohmann::json::array();
+    for (const auto& ca : s.issuing_cas) {
+      out["issuing_cas"].push_back({{"oem", ca.oem}, {"key_name", ca.key_name}, {"subject", ca.subject},
+                                    {"not_after", ca.not_after_us ? keyline::UtcTimeText(ca.not_after_us) : ""}});
+    }
     out["queues"] = nlohmann::json::array();
     for (const auto& q : s.queues) {
       out["queues"].push_back({{"peer", q.peer}, {"stream", q.stream}, {"depth", q.depth}});
@@ -109,6 +114,11 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
               static_cast<unsigned long long>(s.records_written),
               static_cast<unsigned long long>(s.records_queued),
               static_cast<unsigned long long>(s.stock_requests_open));
+  for (const auto& ca : s.issuing_cas) {
+    std::printf("issuing CA for %s: %s (%s), valid until %s\n", ca.oem.c_str(), ca.subject.c_str(),
+                ca.key_name.c_str(), keyline::UtcTimeText(ca.not_after_us).c_str());
+  }
+  if (s.issuing_cas.empty()) std::printf("issuing CAs: none\n");
   std::printf("last contact with the KMS: %s%s%s\n", keyline::UtcTimeText(s.kms_last_contact_us).c_str(),
               s.kms_last_error.empty() ? "" : "   last error: ", s.kms_last_error.c_str());
   return 0;

@@ -16,6 +16,7 @@
 #include "keyline/broker/message_store.h"
 #include "keyline/broker/peer_registry.h"
 #include "keyline/broker/queue_inspector.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
 #include "keyline/common/thread_name.h"
@@ -307,6 +308,14 @@ class PksServiceImpl final : public PksService {
     snapshot.open_reservations = state.open_reservations();
     snapshot.records_written = state.record_sequence();
     snapshot.stock_requests_open = state.stock_requests().size();
+    for (const auto& [oem, ca] : state.config().issuing_cas) {
+      IssuingCaStatus status{oem, ca.key_name, "", 0};
+      if (auto info = hsm::InspectCertificate(ca.certificate); info.ok()) {
+        status.subject = info->subject.common_name;
+        status.not_after_us = info->validity.not_after.time_since_epoch().count() * 1'000'000;
+      }
+      snapshot.issuing_cas.push_back(std::move(status));
+    }
     return snapshot;
   }
 };

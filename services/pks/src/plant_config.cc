@@ -123,6 +123,22 @@ StatusOr<PlantConfig> ParsePlantConfig(const wire::ConfigUpdate& update,
                                   std::to_string(static_cast<int>(update.sync()->mode())));
     }
   }
+  if (update.issuing_cas() != nullptr) {
+    for (const wire::IssuingCa* ca : *update.issuing_cas()) {
+      IssuingCaConfig parsed{std::string(schemas::Text(ca->oem())), std::string(schemas::Text(ca->key_name())),
+                             std::string(schemas::Text(ca->certificate())),
+                             std::string(schemas::Text(ca->oem_ca_certificate()))};
+      if (parsed.oem.empty() || !parsed.key_name.starts_with("plant-ca/") || parsed.certificate.empty() ||
+          parsed.oem_ca_certificate.empty()) {
+        return InvalidArgumentError("ConfigUpdate: issuing CA \"" + parsed.key_name + "\" of OEM \"" +
+                                    parsed.oem + "\" lacks its OEM, a plant-ca/ key name or a certificate");
+      }
+      std::string oem = parsed.oem;
+      if (!config.issuing_cas.emplace(oem, std::move(parsed)).second) {
+        return InvalidArgumentError("ConfigUpdate: two issuing CAs for OEM \"" + oem + "\"");
+      }
+    }
+  }
   return config;
 }
 

@@ -35,6 +35,15 @@ struct ProductConfig {
   std::vector<uint8_t> SlotNumbers() const;
 };
 
+// One of the plant's issuing CAs (docs/certificates.md): a P-256 key in this plant's HSM and
+// the certificate the OEM's CA signed for it.
+struct IssuingCaConfig {
+  std::string oem;
+  std::string key_name;            // "plant-ca/<oem>/<generation>"
+  std::string certificate;         // PEM
+  std::string oem_ca_certificate;  // PEM: the root ECU certificates chain to
+};
+
 struct PlantConfig {
   uint64_t version = 0;  // 0: nothing received yet
   std::map<std::string, ProductConfig> products;
@@ -42,6 +51,7 @@ struct PlantConfig {
   bool has_sync_policy = false;  // the update carried one (else keep the current policy)
   bool sync_continuous = true;
   int sync_interval_s = 60;
+  std::map<std::string, IssuingCaConfig> issuing_cas;  // by OEM; an OEM not here: no certificates
 };
 
 // Checks a verified ConfigUpdate for `plant_id` and converts it (an empty `plant_id` takes

@@ -156,6 +156,27 @@ Status PlantKeys::CheckOpens(const std::string& plant_id, const KeySet& key_set)
   return Open(plant_id, key_set).status();
 }
 
+StatusOr<std::string> PlantKeys::IssuingCaCsr(const std::string& key_name,
+                                              const hsm::CertificateSubject& subject,
+                                              std::span<const uint8_t> challenge) {
+  ASSIGN_OR_RETURN(hsm::KeyHandle key, custody_->GetOrCreateNamedKey(key_name, hsm::KeyKind::kEcdsaP256));
+  return hsm::MakeCsr(*custody_, key, subject, challenge);
+}
+
+Status PlantKeys::CheckIssuingCa(const IssuingCaConfig& ca) {
+  ASSIGN_OR_RETURN(hsm::KeyHandle key, custody_->GetOrCreateNamedKey(ca.key_name, hsm::KeyKind::kEcdsaP256));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> ours, custody_->GetPublicKeyInfo(key));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> certified, hsm::PublicKeyInfoOf(ca.certificate));
+  if (ours != certified) {
+    return PermissionDeniedError("issuing CA " + ca.key_name + ": the certificate is for another key than "
+                                 "this HSM's");
+  }
+  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  Status chains = hsm::VerifyChain(ca.certificate, {}, ca.oem_ca_certificate, now);
+  if (!chains.ok()) return chains.WithContext("issuing CA " + ca.key_name);
+  return Status::Ok();
+}
+
 StatusOr<hsm::Signature> PlantKeys::SignRecord(std::span<const uint8_t> bytes) {
   return custody_->Sign(signing_, bytes);
 }

@@ -12,6 +12,7 @@
 
 #include "keyline/common/status.h"
 #include "keyline/hsm/key_custody.h"
+#include "keyline/hsm/x509.h"
 #include "plant_config.h"
 
 namespace keyline::pks {
@@ -73,6 +74,16 @@ class PlantKeys {
 
   // OK when `key_set` opens with this plant's key (its keys are dropped at once).
   [[nodiscard]] Status CheckOpens(const std::string& plant_id, const KeySet& key_set);
+
+  // A CSR for the issuing-CA key `key_name` (P-256, created in the HSM on first use, the same
+  // key ever after), carrying the KMS's `challenge` (docs/certificates.md).
+  [[nodiscard]] StatusOr<std::string> IssuingCaCsr(const std::string& key_name,
+                                                   const hsm::CertificateSubject& subject,
+                                                   std::span<const uint8_t> challenge);
+
+  // OK when `ca`'s certificate holds the public half of its key in this HSM and chains to its
+  // OEM CA now: a CA that fails this never signs here.
+  [[nodiscard]] Status CheckIssuingCa(const IssuingCaConfig& ca);
 
   // Signs `bytes` with the plant's record-signing key.
   [[nodiscard]] StatusOr<hsm::Signature> SignRecord(std::span<const uint8_t> bytes);

@@ -5,6 +5,9 @@
 #include <set>
 #include <thread>
 
+#include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
+#include "keyline/schemas/build.h"
 #include "keyline/schemas/fields.h"
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/kms_pks_generated.h"
@@ -335,6 +338,67 @@ BOOST_AUTO_TEST_CASE(ConfigurationForAnotherPlantIsRefused) {
   s.plant.Configure({ProductSpec{}, next});  // version 3, for this plant: applies
   BOOST_REQUIRE(ServingPlant::WaitUntil([&] { return s.plant.pks().Snapshot().config_version == 3; }));
   for (const auto& p : s.plant.pks().Snapshot().products) BOOST_TEST(p.product != "other-product");
+}
+
+std::vector<uint8_t> PlantCaRequestBytes(const std::string& request_id, const std::string& key_name,
+                                         const std::vector<uint8_t>& challenge) {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreatePlantCaRequestDirect(fbb, request_id.c_str(), "acme", key_name.c_str(), "Acme Motors",
+                                              "plant-a", "acme issuing CA plant-a 1", &challenge));
+  auto bytes = schemas::FinishedBytes(fbb);
+  return {bytes.begin(), bytes.end()};
+}
+
+// The KMS asks for an issuing CA: the key is made in the plant HSM and stays the same key, the
+// CSR proves it over the KMS's challenge, and a certificate for it in the configuration shows
+// in the status. A malformed request is refused and the PKS keeps serving.
+BOOST_AUTO_TEST_CASE(IssuingCaKeyStaysInTheHsmAndItsCertificateIsInstalled) {
+  ServingPlant s(2);
+  const std::vector<uint8_t> challenge(32, 0x5c);
+  auto request = PlantCaRequestBytes("plant-a/acme/1", "plant-ca/acme/1", challenge);
+  s.plant.kms().Send({"plant-a", "control"}, wire::MessageType::PlantCaRequest, request);
+  s.plant.kms().Send({"plant-a", "control"}, wire::MessageType::PlantCaRequest,
+                     PlantCaRequestBytes("plant-a/acme/x", "plant-ca/acme/1", std::vector<uint8_t>(5, 1)));
+  s.plant.kms().Send({"plant-a", "control"}, wire::MessageType::PlantCaRequest, request);  // repeated
+  BOOST_REQUIRE(s.plant.kms().WaitFor([](const std::vector<Received>& got) {
+    size_t csrs = 0;
+    for (const auto& r : got) csrs += r.type == wire::MessageType::PlantCaCsr;
+    return csrs == 2;
+  }));
+  std::vector<std::vector<uint8_t>> keys;
+  std::string csr_pem;
+  for (const Received& r : s.plant.kms().Of(wire::MessageType::PlantCaCsr)) {
+    const auto* csr = flatbuffers::GetRoot<wire::PlantCaCsr>(r.payload.data());
+    BOOST_TEST(csr->request_id()->str() == "plant-a/acme/1");
+    csr_pem = csr->csr()->str();
+    auto checked = hsm::CheckCsr(csr_pem, challenge);
+    BOOST_REQUIRE_MESSAGE(checked.ok(), checked.status().ToString());
+    BOOST_TEST(checked->subject.common_name == "acme issuing CA plant-a 1");
+    BOOST_TEST(checked->subject.organizational_unit == "plant-a");
+    keys.push_back(checked->spki_der);
+  }
+  BOOST_TEST((keys[0] == keys[1]));  // one key, however often the KMS asks
+
+  // The OEM CA signs; the KMS ships the certificate in the configuration.
+  auto oem = std::move(*hsm::CreateSoftwareCustody({}));
+  auto root_key = *oem->GenerateKey(hsm::KeyKind::kEcdsaP256);
+  hsm::CertificateSubject root_subject;
+  root_subject.common_name = "Acme root";
+  const std::string root = *hsm::SelfSignCa(*oem, root_key, root_subject, hsm::ValidForDaysFromNow(3650));
+  const std::string certificate =
+      *hsm::IssueCaCertificate(*oem, root_key, root, *hsm::CheckCsr(csr_pem, challenge), hsm::ValidForDaysFromNow(1825));
+  PlantHarness::ConfigOptions options;
+  options.issuing_cas.push_back({"acme", "plant-ca/acme/1", certificate, root});
+  s.plant.Configure({ProductSpec{}}, options);
+  BOOST_REQUIRE(ServingPlant::WaitUntil([&] { return s.plant.pks().Snapshot().config_version == 2; }));
+  const auto cas = s.plant.pks().Snapshot().issuing_cas;
+  BOOST_REQUIRE(cas.size() == 1u);
+  BOOST_TEST(cas[0].oem == "acme");
+  BOOST_TEST(cas[0].key_name == "plant-ca/acme/1");
+  BOOST_TEST(cas[0].subject == "acme issuing CA plant-a 1");
+  BOOST_TEST(cas[0].not_after_us > 0);
+  // Still serving.
+  BOOST_TEST(s.plant.Request(kStation, "acme-bcm", PlantHarness::Uid(7)).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(ScheduledContactOpensAtOnceWhenStockRunsLow) {

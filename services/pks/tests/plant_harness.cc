@@ -221,9 +221,14 @@ void PlantHarness::Configure(const std::vector<ProductSpec>& products, ConfigOpt
   auto sync = options.interval_s == 0
                   ? wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0)
                   : wire::CreateSyncPolicy(fbb, wire::SyncMode::INTERVAL, options.interval_s);
+  std::vector<flatbuffers::Offset<wire::IssuingCa>> cas;
+  for (const auto& ca : options.issuing_cas) {
+    cas.push_back(wire::CreateIssuingCaDirect(fbb, ca.oem.c_str(), ca.key_name.c_str(), ca.certificate.c_str(),
+                                              ca.oem_ca_certificate.c_str()));
+  }
   fbb.Finish(wire::CreateConfigUpdate(fbb, ++config_version_, fbb.CreateString(options.plant),
                                       fbb.CreateVector(product_offsets), fbb.CreateVector(stations),
-                                      sync));
+                                      sync, fbb.CreateVector(cas)));
   kms_->Send({kPlant, "control"}, wire::MessageType::ConfigUpdate, schemas::FinishedBytes(fbb));
 }
 

@@ -129,6 +129,10 @@ class PlantHarness {
   struct ConfigOptions {
     std::string plant = "plant-a";  // another plant's id: a configuration the PKS must refuse
     uint32_t interval_s = 0;        // 0: continuous contact; else scheduled contact
+    struct IssuingCa {
+      std::string oem, key_name, certificate, oem_ca_certificate;
+    };
+    std::vector<IssuingCa> issuing_cas;
   };
   // Sends the plant's configuration (version increases each call).
   void Configure(const std::vector<ProductSpec>& products, ConfigOptions options);

@@ -41,6 +41,14 @@ struct QueueStatus {
 };
 
 // What `keyline-pks status` shows.
+// One issuing CA the plant's configuration lists.
+struct IssuingCaStatus {
+  std::string oem;
+  std::string key_name;
+  std::string subject;      // the certificate's CN
+  int64_t not_after_us = 0;
+};
+
 struct PksSnapshot {
   std::string plant_id;
   uint64_t config_version = 0;
@@ -50,6 +58,7 @@ struct PksSnapshot {
   uint64_t records_queued = 0;    // not yet acknowledged by the KMS
   uint64_t stock_requests_open = 0;
   std::vector<QueueStatus> queues;
+  std::vector<IssuingCaStatus> issuing_cas;
   int64_t kms_last_contact_us = 0;  // 0: never
   std::string kms_last_error;
   bool kms_connected = false;       // live services only
