@@ -30,6 +30,7 @@
 #include <sstream>
 #include <thread>
 
+#include "admin_support.h"
 #include "command.h"
 #include "keyline/broker/curve_keys.h"
 #include "keyline/common/hex.h"
@@ -44,83 +45,6 @@ namespace keyline::keylinectl {
 namespace {
 
 using nlohmann::json;
-
-// Usage problems are detected here, before anything is sent.
-struct UsageError {
-  Status status;
-};
-
-std::vector<uint8_t> Finish(flatbuffers::FlatBufferBuilder& fbb, wire::AdminCommand type,
-                            flatbuffers::Offset<void> command) {
-  fbb.Finish(wire::CreateAdminRequest(fbb, type, command));
-  auto bytes = schemas::FinishedBytes(fbb);
-  return {bytes.begin(), bytes.end()};
-}
-
-StatusOr<uint32_t> Number(const std::string& text, std::string_view what, uint64_t max) {
-  std::string_view digits = text;
-  int base = 10;
-  if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
-    digits.remove_prefix(2);
-    base = 16;
-  }
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
-  if (digits.empty() || end != digits.data() + digits.size() || ec != std::errc()) {
-    return InvalidArgumentError(std::string(what) + ": '" + text + "' is not a number");
-  }
-  if (value > max) {
-    return OutOfRangeError(std::string(what) + ": " + text + " is out of range (0.." + std::to_string(max) + ")");
-  }
-  return static_cast<uint32_t>(value);
-}
-
-StatusOr<std::array<uint8_t, 32>> Key32(const std::string& hex, std::string_view what) {
-  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ParseHex(hex, what, 32));
-  std::array<uint8_t, 32> out{};
-  std::copy(bytes.begin(), bytes.end(), out.begin());
-  return out;
-}
-
-// Runs a command body: usage errors exit 2, everything else that fails exits 1.
-struct Runner {
-  CommandContext& context;
-  template <typename F>
-  void operator()(F body) {
-    Status status = body();
-    if (status.ok()) return;
-    const bool usage = status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kOutOfRange;
-    context.Fail(usage && local_ ? kExitUsage : kExitFailed, status.message());
-  }
-  bool local_ = true;
-};
-
-// A KMS answer: refusals are exit 1 even when the KMS calls them INVALID_ARGUMENT.
-Status Remote(Status status) {
-  if (status.ok()) return status;
-  return Status(StatusCode::kFailedPrecondition, status.message());
-}
-
-StatusOr<AdminAnswer> Ask(const KmsConnection& connection, std::span<const uint8_t> request, int timeout_ms = 30000) {
-  ASSIGN_OR_RETURN(auto client, KmsClient::Connect(connection));
-  auto answer = client->Call(request, timeout_ms);
-  if (!answer.ok()) return Remote(answer.status());
-  return answer;
-}
-
-void Print(std::ostream& out, bool as_json, const json& j, const std::string& text) {
-  if (as_json) {
-    out << j.dump() << '\n';
-  } else {
-    out << text << '\n';
-  }
-}
-
-std::string Join(const json& list) {
-  std::string out;
-  for (const auto& item : list) out += (out.empty() ? "" : ", ") + item.get<std::string>();
-  return out.empty() ? "none" : out;
-}
 
 // ---- OEM ---------------------------------------------------------------------------------
 
@@ -715,6 +639,10 @@ void RegisterAuditAndStatus(CLI::App& root, CommandContext& context) {
         for (const auto& st : p["stock"]) {
           text << "    " << st["product"].get<std::string>() << ": " << st["in_stock"] << " in stock (min "
                << st["min_stock"] << ", target " << st["target_stock"] << "), " << st["reserved"] << " reserved\n";
+        }
+        for (const auto& ca : p["issuing_cas"]) {
+          text << "    issuing CA for " << ca["oem"].get<std::string>() << " #" << ca["generation"] << ": "
+               << ca["state"].get<std::string>() << "\n";
         }
       }
       text << "products:\n";

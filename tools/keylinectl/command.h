@@ -30,6 +30,9 @@ struct CommandContext {
 void RegisterSheCommands(CLI::App& root, CommandContext& context);
 // admin_commands.cc: oem, product, plant, station, sync-policy, verification, audit, status.
 void RegisterAdminCommands(CLI::App& root, CommandContext& context);
+// ca_commands.cc: `keylinectl oem ca ...`, `keylinectl plant ca ...` (after RegisterAdminCommands:
+// it adds to the oem and plant groups).
+void RegisterCaCommands(CLI::App& root, CommandContext& context);
 // keys_command.cc: `keylinectl keys generate curve|hsm-master|hex`.
 void RegisterKeysCommands(CLI::App& root, CommandContext& context);
 

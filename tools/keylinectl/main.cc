@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   CommandContext context{&std::cout, &std::cerr};
   keyline::keylinectl::RegisterSheCommands(app, context);
   keyline::keylinectl::RegisterAdminCommands(app, context);
+  keyline::keylinectl::RegisterCaCommands(app, context);
   keyline::keylinectl::RegisterKeysCommands(app, context);
   try {
     app.parse(argc, argv);

@@ -17,6 +17,7 @@
 #include "keyline/broker/curve_keys.h"
 #include "keyline/hsm/she_store_seal.h"
 #include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
 
 namespace {
 
@@ -358,6 +359,40 @@ BOOST_AUTO_TEST_CASE(KmsCurveKeyCanComeFromAFile) {
   Run missing = Keylinectl({"status", "--kms-curve-key-file", dir / "nothing.pub", "--admin-key", dir / "none"});
   BOOST_TEST(missing.status == 2);
   BOOST_TEST(missing.err.find("--kms-curve-key-file:") != std::string::npos, missing.err);
+}
+
+// The OEM stand-in's CA: a self-signed P-256 CA certificate whose key stays behind a 0600
+// master key file; never overwritten; `plant ca issue` refuses a directory that is not a CA.
+BOOST_AUTO_TEST_CASE(OemCaGenerateWritesAVerifiableRootAndKeepsTheKey) {
+  KeyDir dir;
+  Run run = Keylinectl({"oem", "ca", "generate", "--oem", "acme", "--dir", dir / "ca", "--organization",
+                        "Acme Motors", "--json"});
+  BOOST_REQUIRE_MESSAGE(run.status == 0, run.err);
+  BOOST_TEST(Mode(dir / "ca/oem-ca-master.key") == 0600u);
+  const std::string pem = Contents(dir / "ca/oem-ca.pem");
+  auto info = keyline::hsm::InspectCertificate(pem);
+  BOOST_REQUIRE_MESSAGE(info.ok(), info.status().message());
+  BOOST_TEST(info->is_ca);
+  BOOST_TEST(info->self_signed);
+  BOOST_TEST(info->subject.organization == "Acme Motors");
+  BOOST_TEST(info->subject.common_name == "acme root CA");
+  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  BOOST_TEST(keyline::hsm::VerifyChain(pem, {}, pem, now).ok());
+
+  Run again = Keylinectl({"oem", "ca", "generate", "--oem", "acme", "--dir", dir / "ca"});
+  BOOST_TEST(again.status == 1);
+  BOOST_TEST(again.err.find("already holds an OEM CA") != std::string::npos, again.err);
+  BOOST_TEST(Contents(dir / "ca/oem-ca.pem") == pem);
+
+  // The KMS is never asked when the OEM CA directory is missing or belongs to another OEM.
+  Run missing = Keylinectl({"plant", "ca", "issue", "--plant", "plant-a", "--oem", "acme", "--oem-ca",
+                            dir / "nothing", "--kms-curve-key", std::string(40, 'a'), "--admin-key", dir / "none"});
+  BOOST_TEST(missing.status == 2);
+  BOOST_TEST(missing.err.find("oem-ca-master.key does not exist") != std::string::npos, missing.err);
+  Run other = Keylinectl({"plant", "ca", "issue", "--plant", "plant-a", "--oem", "zenith", "--oem-ca", dir / "ca",
+                          "--kms-curve-key", std::string(40, 'a'), "--admin-key", dir / "none"});
+  BOOST_TEST(other.status == 2);
+  BOOST_TEST(other.err.find("is not the CA of OEM zenith") != std::string::npos, other.err);
 }
 
 }  // namespace
