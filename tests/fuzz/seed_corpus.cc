@@ -237,6 +237,20 @@ void KmsStore(SeedWriter& out) {
     out.WriteVerified<wire::KmsVerification>(target, "KmsVerification", 6, Finished(fbb));
   }
   out.WriteVerified<wire::PlantStatus>(target, "PlantStatus", 7, Sample<wire::PlantStatus>());
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(wire::CreateKmsOemCaDirect(fbb, "acme", "-----BEGIN CERTIFICATE-----\nroot\n", 5));
+    out.WriteVerified<wire::KmsOemCa>(target, "KmsOemCa", 8, Finished(fbb));
+  }
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    const std::vector<uint8_t> challenge = Counting(32, 4);
+    fbb.Finish(wire::CreateKmsPlantCaDirect(fbb, "plant-a", "acme", 1, wire::PlantCaState::ACTIVE, "plant-a/acme/1",
+                                            "plant-ca/acme/1", "Acme", "plant-a", "acme issuing CA plant-a 1",
+                                            &challenge, "-----BEGIN CERTIFICATE REQUEST-----\n",
+                                            "-----BEGIN CERTIFICATE-----\n", 5, 6, ""));
+    out.WriteVerified<wire::KmsPlantCa>(target, "KmsPlantCa", 9, Finished(fbb));
+  }
 }
 
 // Deterministic stand-in for an OEM's key custody: what WriteOemBatch needs (random bytes,
