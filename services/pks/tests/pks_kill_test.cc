@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -30,6 +31,8 @@ class PksProcess {
   ~PksProcess() { Kill(); }
 
   void Start() {
+    std::error_code ec;
+    log_offset_ = std::filesystem::exists(log_) ? std::filesystem::file_size(log_, ec) : 0;
     pid_ = ::fork();
     BOOST_REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -46,19 +49,39 @@ class PksProcess {
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
   }
+  // Stops it as an operator would, once it has started: a SIGTERM that comes before the
+  // process has set up its handler ends it by the signal, which says nothing about the PKS.
   void Stop() {
     if (pid_ <= 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (LogSinceStart().find("serving stations on") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     ::kill(pid_, SIGTERM);
     int status = 0;
     ::waitpid(pid_, &status, 0);
-    BOOST_TEST(WIFEXITED(status));
-    BOOST_TEST(WEXITSTATUS(status) == 0);
     pid_ = -1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+    // Say how it ended, with the end of its log: a failed stop is otherwise a bare status.
+    std::string log = LogSinceStart();
+    if (log.size() > 4000) log = log.substr(log.size() - 4000);
+    BOOST_ERROR("keyline-pks did not exit 0 on SIGTERM: " +
+                (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                   : "signal " + std::to_string(WTERMSIG(status))) +
+                "; end of its log:\n" + log);
   }
 
  private:
   std::filesystem::path config_;
+  std::string LogSinceStart() const {
+    std::ifstream in(log_);
+    in.seekg(static_cast<std::streamoff>(log_offset_));
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+
   std::filesystem::path log_;
+  uintmax_t log_offset_ = 0;  // the log's size when the current process started
   pid_t pid_ = -1;
 };
 
