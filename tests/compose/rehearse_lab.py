@@ -420,6 +420,20 @@ class Rehearsal:
         print(f"  verification {vid}: {check['lines']} lines, {check['ecus']} ECUs, every proof "
               "matches the OEM's keys")
 
+    def issue_plant_cas(self, oem, plants):
+        """Each plant's issuing CA, as deploy/compose/README.md tells it."""
+        for plant in plants:
+            issued = self.admin_json("plant", "ca", "issue", "--plant", plant, "--oem", oem,
+                                     "--oem-ca", "/var/lib/keyline/oem-ca")
+            if issued.get("state") != "active":
+                raise Failure(f"plant ca issue {plant}: {issued}")
+        status = self.admin_json("status")
+        for entry in status["plants"]:
+            states = [ca["state"] for ca in entry.get("issuing_cas", [])]
+            if states != ["active"]:
+                raise Failure(f"{entry['plant']}: issuing CAs {states} after plant ca issue")
+        print(f"  plant ca issue: {', '.join(plants)} hold an active issuing CA of {oem}")
+
     def restart(self, name):
         self.stop(name)
         self.start(name)
@@ -454,6 +468,7 @@ def main():
         for injector in injectors:
             lab.provision(injector, product)
         lab.run_setup_again()
+        lab.issue_plant_cas(lab.services["setup"]["environment"]["LAB_OEM"], ["plant-a", "plant-b"])
         lab.restart("kms")
         lab.restart("pks-a")
         lab.wait_for_stock(product, 1)

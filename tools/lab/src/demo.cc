@@ -281,7 +281,8 @@ class Demo {
          << " proofs recomputed from the OEM's keys, KMS signature "
          << (check_.value("signature_valid", false) ? "valid" : "INVALID") << '\n';
     out_ << "\nThe demo took " << Elapsed(false) << ". Left in " << workdir_.string() << ":\n"
-         << "  oem-secrets.jsonl (the OEM's keys), verification.jsonl and .sig, lab.json, logs/ (every service)\n";
+         << "  oem-secrets.jsonl (the OEM's keys), oem-ca.pem (the OEM CA certificate), verification.jsonl and .sig,\n"
+         << "  lab.json, logs/ (every service)\n";
   }
 
   fs::path workdir_;

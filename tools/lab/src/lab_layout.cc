@@ -74,6 +74,8 @@ StatusOr<LabLayout> PlanLab(const LabOptions& options) {
   lab.oem_key = lab.oem_dir / (options.oem + ".oemkey");
   lab.batch_file = lab.oem_dir / (options.product + "-batch-1.klb");
   lab.oem_secrets = lab.workdir / "oem-secrets.jsonl";
+  lab.oem_ca_dir = lab.oem_dir / "ca";
+  lab.oem_ca_certificate = lab.workdir / "oem-ca.pem";
   lab.keylinectl_env_file = lab.workdir / "keylinectl.env";
   lab.kms_dir = lab.workdir / "kms";
   lab.kms_config = lab.kms_dir / "kms.toml";

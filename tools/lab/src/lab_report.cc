@@ -26,6 +26,7 @@ void ReadPks(const LabTools& tools, const LabState& state, const LabProcess& pks
   plant.records_written = Count(*status, "records_written");
   plant.records_queued = Count(*status, "records_queued");
   plant.pks_last_contact = status->value("kms_last_contact", "");
+  for (const auto& ca : status->value("issuing_cas", json::array())) plant.issuing_cas.push_back(ca.value("subject", ""));
   for (const auto& p : status->value("products", json::array())) {
     if (p.value("product", "") != state.product) continue;
     plant.in_stock = Count(p, "in_stock");
@@ -135,7 +136,8 @@ std::string LabReportJson(const LabReport& report) {
                     {"burned", p.burned},
                     {"records_written", p.records_written},
                     {"records_queued", p.records_queued},
-                    {"pks_last_contact", p.pks_last_contact}});
+                    {"pks_last_contact", p.pks_last_contact},
+                    {"issuing_cas", p.issuing_cas}});
     }
     entry["records_at_kms"] = report.kms_answered ? json(p.records_at_kms) : json(nullptr);
     entry["kms_last_contact"] = p.kms_last_contact.empty() ? json(nullptr) : json(p.kms_last_contact);

@@ -52,7 +52,7 @@ class LabBuilder {
          << " station(s) in " << lab_.workdir.string() << '\n';
     RETURN_IF_ERROR(Step("keys and configuration files", [&] { return WriteFiles(); }));
     RETURN_IF_ERROR(Step("KMS started", [&] { return StartKms(); }));
-    RETURN_IF_ERROR(Step("OEM " + lab_.options.oem + " and product " + lab_.options.product + " registered",
+    RETURN_IF_ERROR(Step("OEM " + lab_.options.oem + " (batch key, CA) and product " + lab_.options.product + " registered",
                          [&] { return RegisterCatalog(); }));
     // Stock exists before any plant asks for it: a plant answered short waits a while before
     // asking again.
@@ -67,6 +67,8 @@ class LabBuilder {
     RETURN_IF_ERROR(Step(stations ? "relays, PKSs and ECU simulators started" : "relays and PKSs started (no stations)",
                          [&] { return StartPlants(); }));
     RETURN_IF_ERROR(Step("every plant holds stock", [&] { return WaitForStock(); }));
+    RETURN_IF_ERROR(Step("issuing CA of OEM " + lab_.options.oem + " installed at every plant",
+                         [&] { return IssuePlantCas(); }));
     // After the stock: by then each PKS has its configuration, so it admits its stations.
     if (stations) {
       RETURN_IF_ERROR(Step("injectors started and connected to their PKS", [&] { return StartInjectors(); }));
@@ -187,7 +189,29 @@ class LabBuilder {
                                  std::string(kReservationTimeoutS)}) {
       product.push_back(a);
     }
-    return tools_.Keylinectl(product).status();
+    RETURN_IF_ERROR(tools_.Keylinectl(product).status());
+    return RegisterOemCa();
+  }
+
+  // The OEM's CA (the stand-in keeps its key in oem/ca) and its certificate at the KMS; a copy
+  // of the certificate in WORKDIR/oem-ca.pem for anyone checking ECU chains independently.
+  Status RegisterOemCa() {
+    const auto& o = lab_.options;
+    RETURN_IF_ERROR(tools_.Keylinectl({"oem", "ca", "generate", "--oem", o.oem, "--dir", lab_.oem_ca_dir.string()}));
+    std::error_code ec;
+    fs::copy_file(lab_.oem_ca_dir / "oem-ca.pem", lab_.oem_ca_certificate, fs::copy_options::overwrite_existing, ec);
+    if (ec) return UnavailableError(lab_.oem_ca_certificate.string() + ": " + ec.message());
+    return tools_.Keylinectl({"oem", "ca", "import", "--oem", o.oem, "--cert", lab_.oem_ca_certificate.string()})
+        .status();
+  }
+
+  // Each plant's HSM makes its issuing key; the OEM CA signs; the KMS ships the certificate.
+  Status IssuePlantCas() {
+    for (const auto& plant : lab_.plants) {
+      RETURN_IF_ERROR(tools_.Keylinectl({"plant", "ca", "issue", "--plant", plant.plant, "--oem", lab_.options.oem,
+                                         "--oem-ca", lab_.oem_ca_dir.string(), "--wait", "30"}));
+    }
+    return Status::Ok();
   }
 
   Status RegisterPlant(const PlantLayout& plant) {

@@ -103,7 +103,8 @@ BOOST_AUTO_TEST_CASE(UpStartsEveryProcessWithPrivateKeysAndStatusShowsStock) {
       BOOST_TEST(lab_json.find(content) == std::string::npos, entry.path().string() << " leaked into lab.json");
     }
   }
-  BOOST_TEST(secrets >= 8u);  // transport, admin, KMS, PKS (2), ECU simulator (2), injector, OEM
+  BOOST_TEST(secrets >= 9u);  // transport, admin, KMS, PKS (2), ECU simulator (2), injector, OEM, OEM CA
+  BOOST_TEST(Slurp(lab.workdir / "oem-ca.pem").starts_with("-----BEGIN CERTIFICATE-----"));
 
   const json status = lab.Status();
   BOOST_TEST(status["kms_answered"] == true);
@@ -116,6 +117,8 @@ BOOST_AUTO_TEST_CASE(UpStartsEveryProcessWithPrivateKeysAndStatusShowsStock) {
   BOOST_TEST(plant["records_queued"] == 0);
   BOOST_TEST(plant["cut"] == false);
   BOOST_TEST(!plant["kms_last_contact"].is_null());
+  // The plant's issuing CA: its key made in the PKS's HSM, certified by the OEM CA, shipped.
+  BOOST_TEST(plant["issuing_cas"] == json::array({"acme issuing CA plant-a 1"}));
 
   ToolResult down = Lab({"down", "--workdir", lab.workdir.string()});
   BOOST_TEST(down.exit_code == 0, down.err);

@@ -84,6 +84,7 @@ struct PlantReport {
   std::string pks_last_contact;  // the PKS's last contact with the KMS ("" never)
   std::string kms_last_contact;  // the KMS's last contact with the plant ("" never/unknown)
   uint64_t records_at_kms = 0;   // records the KMS received from the plant
+  std::vector<std::string> issuing_cas;  // subjects of the issuing CAs the plant's config lists
 };
 
 struct LabReport {

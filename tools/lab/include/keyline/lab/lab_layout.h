@@ -5,7 +5,8 @@
 //   DIR/keylinectl.env               `. DIR/keylinectl.env` to run keylinectl against the lab
 //   DIR/transport.key                the ECUs' factory MASTER_ECU_KEY (0600), in every PKS's HSM
 //   DIR/oem-secrets.jsonl            the OEM's copy of its keys (written by keylinectl)
-//   DIR/oem/                         the OEM's signing key and batch files
+//   DIR/oem-ca.pem                   the OEM CA certificate: every ECU certificate chains to it
+//   DIR/oem/                         the OEM's signing key and batch files; oem/ca/ its CA's key
 //   DIR/kms/                         kms.toml, admin.key, kms.curve.pub, data/
 //   DIR/plant-a/                     pks.toml, ecu-sim.toml, injector-1.toml, ... with their keys
 //                                    and data dirs
@@ -77,6 +78,8 @@ struct LabLayout {
   std::filesystem::path oem_key;        // keylinectl oem keygen --out
   std::filesystem::path batch_file;
   std::filesystem::path oem_secrets;
+  std::filesystem::path oem_ca_dir;          // keylinectl oem ca generate --dir: the OEM CA's key
+  std::filesystem::path oem_ca_certificate;  // WORKDIR/oem-ca.pem: the anchor ECU chains end at
   std::filesystem::path keylinectl_env_file;
   std::filesystem::path kms_dir;
   std::filesystem::path kms_config;
