@@ -20,7 +20,6 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -31,6 +30,7 @@
 #include <thread>
 
 #include "admin_support.h"
+#include "cli_values.h"
 #include "command.h"
 #include "keyline/broker/curve_keys.h"
 #include "keyline/common/hex.h"
@@ -116,7 +116,7 @@ Status OemGenerateBatch(const OemArgs& a, std::ostream& out) {
     std::stringstream list(a.slots);
     std::string item;
     while (std::getline(list, item, ',')) {
-      ASSIGN_OR_RETURN(uint32_t slot, Number(item, "--slots", 15));
+      ASSIGN_OR_RETURN(uint32_t slot, ParseNumber(item, "--slots", 15));
       spec.slots.push_back(static_cast<uint8_t>(slot));
     }
   } else {
@@ -283,17 +283,17 @@ void RegisterCatalog(CLI::App& root, CommandContext& context) {
         std::string part;
         while (std::getline(ss, part, ':')) parts.push_back(part);
         if (parts.size() != 4) return InvalidArgumentError("--slot '" + text + "': expected SLOT:AUTH_SLOT:COUNTER:FLAGS");
-        ASSIGN_OR_RETURN(uint32_t slot, Number(parts[0], "--slot slot", 14));
-        ASSIGN_OR_RETURN(uint32_t auth, Number(parts[1], "--slot auth slot", 15));
-        ASSIGN_OR_RETURN(uint32_t counter, Number(parts[2], "--slot counter", 0x0FFFFFFF));
-        ASSIGN_OR_RETURN(uint32_t flags, Number(parts[3], "--slot flags", max_flags));
+        ASSIGN_OR_RETURN(uint32_t slot, ParseNumber(parts[0], "--slot slot", 14));
+        ASSIGN_OR_RETURN(uint32_t auth, ParseNumber(parts[1], "--slot auth slot", 15));
+        ASSIGN_OR_RETURN(uint32_t counter, ParseNumber(parts[2], "--slot counter", 0x0FFFFFFF));
+        ASSIGN_OR_RETURN(uint32_t flags, ParseNumber(parts[3], "--slot flags", max_flags));
         if (slot == 0) return OutOfRangeError("--slot '" + text + "': slot 0 (SECRET_KEY) is not loadable");
         slots.push_back(wire::CreateSlotLayout(fbb, static_cast<uint8_t>(slot), static_cast<uint8_t>(auth), counter,
                                                static_cast<uint8_t>(flags)));
       }
-      ASSIGN_OR_RETURN(uint32_t min_stock, Number(args->min_stock, "--min-stock", 10'000'000));
-      ASSIGN_OR_RETURN(uint32_t target, Number(args->target_stock, "--target-stock", 10'000'000));
-      ASSIGN_OR_RETURN(uint32_t timeout, Number(args->reservation_timeout, "--reservation-timeout", 86400 * 7));
+      ASSIGN_OR_RETURN(uint32_t min_stock, ParseNumber(args->min_stock, "--min-stock", 10'000'000));
+      ASSIGN_OR_RETURN(uint32_t target, ParseNumber(args->target_stock, "--target-stock", 10'000'000));
+      ASSIGN_OR_RETURN(uint32_t timeout, ParseNumber(args->reservation_timeout, "--reservation-timeout", 86400 * 7));
       if (target == 0 || min_stock > target) {
         return InvalidArgumentError("--target-stock must be above 0 and at least --min-stock");
       }
@@ -366,7 +366,7 @@ void RegisterCatalog(CLI::App& root, CommandContext& context) {
       if (args->mode != "continuous" && args->mode != "interval") {
         return InvalidArgumentError("--mode must be continuous or interval");
       }
-      ASSIGN_OR_RETURN(uint32_t interval, Number(args->interval, "--interval", 86400));
+      ASSIGN_OR_RETURN(uint32_t interval, ParseNumber(args->interval, "--interval", 86400));
       if (args->mode == "interval" && interval == 0) return OutOfRangeError("--interval must be 1..86400 in interval mode");
       flatbuffers::FlatBufferBuilder fbb;
       auto policy = wire::CreateSyncPolicy(

@@ -2,7 +2,6 @@
 // answer as text or JSON, and turning a failed command into its exit status.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <ostream>
 #include <span>
@@ -23,12 +22,6 @@ namespace keyline::keylinectl {
 // The finished AdminRequest holding `command`.
 std::vector<uint8_t> Finish(flatbuffers::FlatBufferBuilder& fbb, wire::AdminCommand type,
                             flatbuffers::Offset<void> command);
-
-// `text` as a number (decimal, or hex after 0x) no larger than `max`; `what` names it in errors.
-StatusOr<uint32_t> Number(const std::string& text, std::string_view what, uint64_t max);
-
-// 64 hex digits as 32 bytes.
-StatusOr<std::array<uint8_t, 32>> Key32(const std::string& hex, std::string_view what);
 
 // Runs a command body: usage errors exit 2, everything else that fails exits 1.
 struct Runner {

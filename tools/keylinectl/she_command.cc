@@ -8,11 +8,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <memory>
 #include <ostream>
 #include <string>
 
+#include "cli_values.h"
 #include "command.h"
 #include "keyline/common/hex.h"
 #include "keyline/hsm/key_custody.h"
@@ -24,27 +24,6 @@ namespace {
 using hsm::KeyCustody;
 using hsm::KeyHandle;
 using hsm::KeyKind;
-
-// Decimal or 0x-prefixed hex, within [0, max]. Errors name the option.
-StatusOr<uint32_t> ParseNumber(const std::string& text, std::string_view what, uint32_t max) {
-  std::string_view digits = text;
-  int base = 10;
-  if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
-    digits.remove_prefix(2);
-    base = 16;
-  }
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
-  if (digits.empty() || end != digits.data() + digits.size() ||
-      (ec != std::errc() && ec != std::errc::result_out_of_range)) {
-    return InvalidArgumentError(std::string(what) + ": '" + text + "' is not a number");
-  }
-  if (ec == std::errc::result_out_of_range || value > max) {
-    return OutOfRangeError(std::string(what) + ": " + text + " is out of range (0.." +
-                           std::to_string(max) + ")");
-  }
-  return static_cast<uint32_t>(value);
-}
 
 int ExitCodeFor(const Status& status) {
   switch (status.code()) {

@@ -211,16 +211,20 @@ Status Catalog::QueueConfig(broker::WriteContext& write, PlantSpec& plant,
   return write.Send({plant.plant, "control"}, wire::MessageType::ConfigUpdate, update).status();
 }
 
+Status Catalog::CopyPlantAndProducts(const std::string& plant_id, PlantSpec& plant,
+                                     std::vector<ProductSpec>& products) const {
+  std::shared_lock lock(mu_);
+  auto it = plants_.find(plant_id);
+  if (it == plants_.end()) return NotFoundError("plant " + plant_id + " is not registered");
+  plant = it->second;
+  for (const auto& [name, p] : products_) products.push_back(p);
+  return Status::Ok();
+}
+
 Status Catalog::QueuePlantConfig(const std::string& plant_id, broker::WriteContext& write) {
   PlantSpec plant;
   std::vector<ProductSpec> products;
-  {
-    std::shared_lock lock(mu_);
-    auto it = plants_.find(plant_id);
-    if (it == plants_.end()) return NotFoundError("plant " + plant_id + " is not registered");
-    plant = it->second;
-    for (const auto& [name, p] : products_) products.push_back(p);
-  }
+  RETURN_IF_ERROR(CopyPlantAndProducts(plant_id, plant, products));
   RETURN_IF_ERROR(QueueConfig(write, plant, products));
   // Remembered before the write commits: if it fails, the next change skips a version number,
   // which a PKS accepts (it only needs versions to rise).
@@ -390,13 +394,7 @@ Status Catalog::SetSyncPolicy(const std::string& plant_id, uint8_t mode, uint32_
   if (mode == static_cast<uint8_t>(wire::SyncMode::CONTINUOUS)) interval_s = 0;
   PlantSpec plant;
   std::vector<ProductSpec> products;
-  {
-    std::shared_lock lock(mu_);
-    auto it = plants_.find(plant_id);
-    if (it == plants_.end()) return NotFoundError("plant " + plant_id + " is not registered");
-    plant = it->second;
-    for (const auto& [name, p] : products_) products.push_back(p);
-  }
+  RETURN_IF_ERROR(CopyPlantAndProducts(plant_id, plant, products));
   plant.sync_mode = mode;
   plant.sync_interval_s = interval_s;
   Status committed = context_->store->Commit([&](broker::WriteContext& write) -> Status {

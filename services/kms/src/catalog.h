@@ -109,6 +109,10 @@ class Catalog {
   Status QueueConfig(broker::WriteContext& write, PlantSpec& plant,
                      const std::vector<ProductSpec>& products);
   void PutPlant(broker::WriteContext& write, const PlantSpec& plant);
+  // Copies of `plant_id`'s spec and of every product: what a change queuing its ConfigUpdate
+  // works on outside the lock. NotFound for an unknown plant.
+  [[nodiscard]] Status CopyPlantAndProducts(const std::string& plant_id, PlantSpec& plant,
+                                            std::vector<ProductSpec>& products) const;
   bool CurveKeyInUse(const broker::CurvePublicKey& key) const;  // caller holds mu_
 
   KmsContext* context_;
