@@ -571,6 +571,11 @@ class Kms::Impl {
     std::map<std::string, uint64_t> outbox;
     for (const auto& q : store_->OutboxStats()) outbox[q.queue.peer] += q.depth();
     auto record_counters = records_->Counters();
+    std::map<std::string, json> cas_by_plant;
+    for (const PlantCaSpec& ca : plant_cas_->All()) {
+      cas_by_plant[ca.plant].push_back({{"oem", ca.oem}, {"generation", ca.generation},
+                                        {"state", PlantCaStateName(ca.state)}, {"request_id", ca.request_id}});
+    }
     json plants = json::array();
     std::lock_guard lock(status_mu_);
     for (const PlantSpec& plant : catalog_->Plants()) {
@@ -615,13 +620,7 @@ class Kms::Impl {
       entry["records_duplicate"] = rc.duplicates;
       entry["records_refused"] = rc.refused;
       entry["messages_waiting"] = outbox[plant.plant];
-      json cas = json::array();
-      for (const PlantCaSpec& ca : plant_cas_->All()) {
-        if (ca.plant != plant.plant) continue;
-        cas.push_back({{"oem", ca.oem}, {"generation", ca.generation}, {"state", PlantCaStateName(ca.state)},
-                       {"request_id", ca.request_id}});
-      }
-      entry["issuing_cas"] = cas;
+      entry["issuing_cas"] = cas_by_plant.contains(plant.plant) ? cas_by_plant[plant.plant] : json::array();
       if (rc.refused > 0) {
         alerts.push_back(plant.plant + ": " + std::to_string(rc.refused) + " injection records refused (see the log)");
       }

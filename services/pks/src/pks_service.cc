@@ -16,10 +16,10 @@
 #include "keyline/broker/message_store.h"
 #include "keyline/broker/peer_registry.h"
 #include "keyline/broker/queue_inspector.h"
-#include "keyline/hsm/x509.h"
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
 #include "keyline/common/thread_name.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/hsm/custody_config.h"
 #include "plant_core.h"
 
