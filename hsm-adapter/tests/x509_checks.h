@@ -24,6 +24,7 @@ inline EndEntityProfile EcuProfile(std::string uid_hex = "000102030405060708090a
   EndEntityProfile profile;
   profile.subject = {"", "Example Motors", "", "ECU", std::move(uid_hex)};
   profile.validity_days = 365;
+  profile.extended_key_usage = {"clientAuth"};
   return profile;
 }
 

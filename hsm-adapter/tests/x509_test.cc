@@ -97,6 +97,52 @@ BOOST_AUTO_TEST_CASE(OpenSslCommandLineAcceptsChainAndCsr) {
   BOOST_TEST(std::system(check_csr.c_str()) == 0, check_csr);
 }
 
+// A product's usages reach the certificate; a name IssueEndEntity does not know is refused
+// before anything is signed.
+BOOST_AUTO_TEST_CASE(EndEntityUsagesFollowTheProfile) {
+  auto ca = NewCustody();
+  IssuedChain c = IssueChain(*ca, *ca);
+  std::vector<uint8_t> spki = KL_VALUE(ca->GetPublicKeyInfo(c.ecu_key));
+  EndEntityProfile profile = EcuProfile();
+  profile.key_usage = {"digitalSignature", "keyAgreement"};
+  profile.extended_key_usage = {"serverAuth", "clientAuth"};
+  std::string pem = KL_VALUE(IssueEndEntity(*ca, c.plant_key, c.plant, spki, profile));
+  auto cert = ParseForTest(pem);
+  BOOST_TEST((X509_get_key_usage(cert.get()) == (KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT)));
+  BOOST_TEST((X509_get_extended_key_usage(cert.get()) == (XKU_SSL_SERVER | XKU_SSL_CLIENT)));
+
+  profile.extended_key_usage = {};
+  cert = ParseForTest(KL_VALUE(IssueEndEntity(*ca, c.plant_key, c.plant, spki, profile)));
+  BOOST_TEST(X509_get_extension_flags(cert.get()) & EXFLAG_KUSAGE);
+  BOOST_TEST(!(X509_get_extension_flags(cert.get()) & EXFLAG_XKUSAGE));
+
+  profile.key_usage = {"keyCertSign"};
+  Status refused = IssueEndEntity(*ca, c.plant_key, c.plant, spki, profile).status();
+  BOOST_TEST(refused.code() == StatusCode::kInvalidArgument);
+  BOOST_TEST(refused.message().find("key usage \"keyCertSign\" is not one of") != std::string::npos,
+             refused.message());
+  BOOST_TEST(CheckEndEntityUsages({}, std::vector<std::string>{"codeSigning"}).code() ==
+             StatusCode::kInvalidArgument);
+}
+
+// The confirmation an ECU signs binds its UID and the PKS's challenge, under a fixed label.
+BOOST_AUTO_TEST_CASE(ConfirmationMessageBindsUidAndChallenge) {
+  std::vector<uint8_t> uid(15, 0x11), challenge(32, 0x22);
+  std::vector<uint8_t> message = CertificateConfirmationMessage(uid, challenge);
+  std::string label = "keyline-ecu-certificate-confirmation-v1";
+  BOOST_TEST(message.size() == label.size() + 15 + 32);
+  BOOST_TEST(std::string(message.begin(), message.begin() + label.size()) == label);
+  std::vector<uint8_t> other_uid(15, 0x12);
+  BOOST_TEST((CertificateConfirmationMessage(other_uid, challenge) != message));
+  auto ecu = NewCustody();
+  KeyHandle key = KL_VALUE(ecu->GenerateKey(KeyKind::kEcdsaP256));
+  std::vector<uint8_t> signature = KL_VALUE(ecu->SignEcdsaSha256(key, message));
+  std::vector<uint8_t> spki = KL_VALUE(ecu->GetPublicKeyInfo(key));
+  BOOST_TEST(VerifyEcdsaSha256(spki, message, signature).ok());
+  BOOST_TEST(VerifyEcdsaSha256(spki, CertificateConfirmationMessage(other_uid, challenge), signature)
+                 .code() == StatusCode::kUnauthenticated);
+}
+
 BOOST_AUTO_TEST_CASE(LeafFromAnotherCaIsRefused) {
   auto ca = NewCustody();
   auto other_ca = NewCustody();

@@ -155,6 +155,10 @@ Status VerifyPayload(wire::MessageType type, std::span<const uint8_t> payload,
       return DecodeMessage<wire::PlantCaRequest>(payload, limits, error).status();
     case wire::MessageType::PlantCaCsr:
       return DecodeMessage<wire::PlantCaCsr>(payload, limits, error).status();
+    case wire::MessageType::CertificateRequest:
+      return DecodeMessage<wire::CertificateRequest>(payload, limits, error).status();
+    case wire::MessageType::CertificateIssued:
+      return DecodeMessage<wire::CertificateIssued>(payload, limits, error).status();
   }
   return Refuse(DecodeError::kUnknownType,
                 InvalidArgumentError("unknown message type " + MessageTypeName(type) +

@@ -178,6 +178,10 @@ std::string PayloadToJson(wire::MessageType type, std::span<const uint8_t> paylo
       return ToJson<wire::PlantCaRequest>(payload);
     case wire::MessageType::PlantCaCsr:
       return ToJson<wire::PlantCaCsr>(payload);
+    case wire::MessageType::CertificateRequest:
+      return ToJson<wire::CertificateRequest>(payload);
+    case wire::MessageType::CertificateIssued:
+      return ToJson<wire::CertificateIssued>(payload);
   }
   return "null";
 }

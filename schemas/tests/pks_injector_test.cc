@@ -65,6 +65,30 @@ BOOST_AUTO_TEST_CASE(KeyPackageRoundTripsWithEveryField) {
   BOOST_TEST(ToVector(Bytes(key1->m2())) == Counting(kM2Bytes, 0x91));
   BOOST_TEST(ToVector(Bytes(key1->m3())) == Counting(kM3Bytes, 0xd1));
   BOOST_TEST(package->slots()->Get(0)->flags() == 0x10);
+  BOOST_REQUIRE(package->certificate() != nullptr);
+  BOOST_TEST(Text(package->certificate()->slot()) == "identity");
+  BOOST_TEST(ToVector(Bytes(package->certificate()->challenge())) ==
+             Counting(kCertificateChallengeBytes, 0xa0));
+}
+
+BOOST_AUTO_TEST_CASE(CertificateRequestAndIssuedRoundTripWithEveryField) {
+  std::vector<uint8_t> envelope;
+  const auto* request = ReceiveSample<wire::CertificateRequest>(envelope);
+  BOOST_TEST(Text(request->package_id()) == "pkg-plant-a-000991");
+  BOOST_TEST(ToVector(Bytes(request->ecu_uid())) == Counting(kEcuUidBytes, 1));
+  BOOST_TEST(Text(request->slot()) == "identity");
+  BOOST_TEST(Text(request->csr()).starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+
+  std::vector<uint8_t> envelope2;
+  const auto* issued = ReceiveSample<wire::CertificateIssued>(envelope2);
+  BOOST_TEST(Text(issued->package_id()) == "pkg-plant-a-000991");
+  BOOST_TEST(ToVector(Bytes(issued->ecu_uid())) == Counting(kEcuUidBytes, 1));
+  BOOST_TEST(Text(issued->slot()) == "identity");
+  BOOST_TEST(Text(issued->certificate()).ends_with("ecu\n"));
+  BOOST_TEST(Text(issued->chain()).ends_with("plant\n"));
+  BOOST_TEST(ToVector(Bytes(issued->confirm_challenge())) ==
+             Counting(kCertificateChallengeBytes, 0xc0));
+  BOOST_TEST(issued->error() == nullptr);
 }
 
 BOOST_AUTO_TEST_CASE(KeyPackageRefusalCarriesSpecificErrorForTheTester) {
@@ -141,6 +165,10 @@ BOOST_AUTO_TEST_CASE(InjectionResultRoundTripsWithEveryField) {
   BOOST_TEST(key1->attempts() == 3);
   BOOST_TEST(key1->m4() == nullptr);
   BOOST_TEST(key1->m5() == nullptr);
+  BOOST_REQUIRE(result->certificate() != nullptr);
+  BOOST_TEST(Text(result->certificate()->slot()) == "identity");
+  BOOST_TEST((result->certificate()->ecu_error() == wire::EcuError::NONE));
+  BOOST_TEST(ToVector(Bytes(result->certificate()->confirmation())) == Counting(71, 0x30));
 }
 
 BOOST_AUTO_TEST_CASE(EcuErrorFromNewerInjectorIsNotMistakenForAKnownValue) {
@@ -161,6 +189,8 @@ BOOST_AUTO_TEST_CASE(EcuErrorFromNewerInjectorIsNotMistakenForAKnownValue) {
 KEYLINE_CORRUPTION_TESTS(KeyPackageRequest)
 KEYLINE_CORRUPTION_TESTS(KeyPackage)
 KEYLINE_CORRUPTION_TESTS(InjectionResult)
+KEYLINE_CORRUPTION_TESTS(CertificateRequest)
+KEYLINE_CORRUPTION_TESTS(CertificateIssued)
 
 BOOST_AUTO_TEST_SUITE_END()
 

@@ -32,6 +32,13 @@ uint64_t Sum(const flatbuffers::String* s) {
   return acc;
 }
 
+uint64_t SumStrings(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* v) {
+  uint64_t acc = 0;
+  if (v == nullptr) return acc;
+  for (const flatbuffers::String* s : *v) acc = Mix(acc, Sum(s));
+  return acc;
+}
+
 template <typename Table>
 uint64_t SumTables(const flatbuffers::Vector<flatbuffers::Offset<Table>>* v,
                    uint64_t (*read)(const Table&)) {
@@ -77,9 +84,16 @@ std::vector<uint8_t> Sample<wire::ConfigUpdate>() {
   std::vector<flatbuffers::Offset<wire::SlotLayout>> gw_slots = {
       wire::CreateSlotLayout(fbb, 5, 1, 0x0fffffff, 0x3f),
   };
+  std::vector<flatbuffers::Offset<flatbuffers::String>> key_usage = {
+      fbb.CreateString("digitalSignature"), fbb.CreateString("keyAgreement")};
+  std::vector<flatbuffers::Offset<flatbuffers::String>> extended_key_usage = {
+      fbb.CreateString("clientAuth")};
   std::vector<flatbuffers::Offset<wire::Product>> products = {
       wire::CreateProductDirect(fbb, "acme-bcm-2027", "acme", &bcm_slots,
-                                wire::SheFlagLayout::SHE_CLASSIC, "tk-acme-1", 100, 500, 120),
+                                wire::SheFlagLayout::SHE_CLASSIC, "tk-acme-1", 100, 500, 120,
+                                wire::CreateCertificateSlotDirect(
+                                    fbb, "identity", wire::CertificateKeyType::ECDSA_P256, "Acme",
+                                    "BCM", "{product} {uid}", 5475, &key_usage, &extended_key_usage)),
       wire::CreateProductDirect(fbb, "zenith-gw-5", "zenith", &gw_slots,
                                 wire::SheFlagLayout::SHE_PLUS, "tk-zenith-3", 10, 50, 300),
   };
@@ -164,6 +178,13 @@ uint64_t ReadAll(const wire::ConfigUpdate& m) {
               uint64_t a = Mix(Mix(Sum(p.name()), Sum(p.oem())), Sum(p.transport_key_ref()));
               a = Mix(a, static_cast<uint64_t>(p.flag_layout()));
               a = Mix(Mix(Mix(a, p.min_stock()), p.target_stock()), p.reservation_timeout_s());
+              if (const wire::CertificateSlot* c = p.certificate()) {
+                a = Mix(Mix(Mix(a, Sum(c->name())), static_cast<uint64_t>(c->key_type())),
+                        Sum(c->organization()));
+                a = Mix(Mix(Mix(a, Sum(c->organizational_unit())), Sum(c->common_name())),
+                        c->validity_days());
+                a = Mix(Mix(a, SumStrings(c->key_usage())), SumStrings(c->extended_key_usage()));
+              }
               return Mix(a, SumTables<wire::SlotLayout>(p.slots(), [](const wire::SlotLayout& s) {
                            return Mix(Mix(Mix(s.slot(), s.auth_slot()), s.counter()), s.flags());
                          }));
@@ -240,9 +261,31 @@ std::vector<uint8_t> Sample<wire::KeyPackage>() {
                               CountingBytes(fbb, kProofDigestBytes, 0xe1)),
   };
   const std::vector<uint8_t> uid = Counting(kEcuUidBytes, 1);
+  const std::vector<uint8_t> challenge = Counting(kCertificateChallengeBytes, 0xa0);
+  auto certificate = wire::CreateCertificateChallengeDirect(fbb, "identity", &challenge);
   fbb.Finish(wire::CreateKeyPackageDirect(fbb, "inj-req-991", "pkg-plant-a-000991", "ks-acme-0001",
                                           "acme-bcm-2027", &uid, 1764086400000000, &slots,
-                                          /*error=*/0));
+                                          /*error=*/0, certificate));
+  return Finished(fbb);
+}
+
+template <>
+std::vector<uint8_t> Sample<wire::CertificateRequest>() {
+  flatbuffers::FlatBufferBuilder fbb;
+  const std::vector<uint8_t> uid = Counting(kEcuUidBytes, 1);
+  fbb.Finish(wire::CreateCertificateRequestDirect(
+      fbb, "pkg-plant-a-000991", &uid, "identity", "-----BEGIN CERTIFICATE REQUEST-----\necu\n"));
+  return Finished(fbb);
+}
+
+template <>
+std::vector<uint8_t> Sample<wire::CertificateIssued>() {
+  flatbuffers::FlatBufferBuilder fbb;
+  const std::vector<uint8_t> uid = Counting(kEcuUidBytes, 1);
+  const std::vector<uint8_t> confirm = Counting(kCertificateChallengeBytes, 0xc0);
+  fbb.Finish(wire::CreateCertificateIssuedDirect(
+      fbb, "pkg-plant-a-000991", &uid, "identity", "-----BEGIN CERTIFICATE-----\necu\n",
+      "-----BEGIN CERTIFICATE-----\nplant\n", &confirm, /*error=*/0));
   return Finished(fbb);
 }
 
@@ -255,8 +298,11 @@ std::vector<uint8_t> Sample<wire::InjectionResult>() {
       wire::CreateResultSlot(fbb, 4, 0, 0, wire::EcuError::COUNTER_NOT_LARGER, 3),
   };
   const std::vector<uint8_t> uid = Counting(kEcuUidBytes, 1);
+  const std::vector<uint8_t> confirmation = Counting(71, 0x30);
+  auto certificate = wire::CreateCertificateResultDirect(fbb, "identity", wire::EcuError::NONE,
+                                                         &confirmation, "");
   fbb.Finish(wire::CreateInjectionResultDirect(fbb, "pkg-plant-a-000991", &uid, &slots, 1,
-                                               1764086401000000));
+                                               1764086401000000, certificate));
   return Finished(fbb);
 }
 
@@ -286,7 +332,27 @@ uint64_t ReadAll(const wire::InjectionResult& m) {
                              static_cast<uint64_t>(s.ecu_error())),
                          s.attempts());
             }));
-  return Mix(Mix(acc, m.attempts()), static_cast<uint64_t>(m.finished_at_us()));
+  acc = Mix(Mix(acc, m.attempts()), static_cast<uint64_t>(m.finished_at_us()));
+  if (const wire::CertificateResult* c = m.certificate()) {
+    acc = Mix(Mix(Mix(Mix(acc, Sum(c->slot())), static_cast<uint64_t>(c->ecu_error())),
+                  Sum(c->confirmation())),
+              Sum(c->detail()));
+  }
+  return acc;
+}
+
+uint64_t ReadAll(const wire::CertificateRequest& m) {
+  return Mix(Mix(Mix(Sum(m.package_id()), Sum(m.ecu_uid())), Sum(m.slot())), Sum(m.csr()));
+}
+
+uint64_t ReadAll(const wire::CertificateIssued& m) {
+  uint64_t acc = Mix(Mix(Mix(Sum(m.package_id()), Sum(m.ecu_uid())), Sum(m.slot())),
+                     Sum(m.certificate()));
+  acc = Mix(Mix(acc, Sum(m.chain())), Sum(m.confirm_challenge()));
+  if (m.error() != nullptr) {
+    acc = Mix(Mix(acc, static_cast<uint64_t>(m.error()->code())), Sum(m.error()->message()));
+  }
+  return acc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,9 +367,14 @@ std::vector<uint8_t> SampleInjectionRecordBody() {
                              CountingBytes(fbb, kM5Bytes, 0xe0)),
   };
   const std::vector<uint8_t> uid = Counting(kEcuUidBytes, 1);
+  const std::vector<uint8_t> confirm = Counting(kCertificateChallengeBytes, 0xc0);
+  const std::vector<uint8_t> confirmation = Counting(71, 0x30);
+  auto certificate = wire::CreateRecordCertificateDirect(
+      fbb, "identity", "-----BEGIN CERTIFICATE-----\necu\n", "-----BEGIN CERTIFICATE-----\nplant\n",
+      &confirm, &confirmation);
   fbb.Finish(wire::CreateInjectionRecordBodyDirect(
       fbb, 1001, "plant-a", "line1-eol1", "acme-bcm-2027", "ks-acme-0001", &uid,
-      wire::RecordOutcome::INJECTED, "", 1764086401500000, &slots));
+      wire::RecordOutcome::INJECTED, "", 1764086401500000, &slots, certificate));
   return Finished(fbb);
 }
 
@@ -318,10 +389,15 @@ uint64_t ReadAll(const wire::InjectionRecordBody& m) {
   acc = Mix(Mix(Mix(acc, Sum(m.product())), Sum(m.key_set_id())), Sum(m.ecu_uid()));
   acc = Mix(Mix(Mix(acc, static_cast<uint64_t>(m.outcome())), Sum(m.burn_reason())),
             static_cast<uint64_t>(m.injected_at_us()));
-  return Mix(acc, SumTables<wire::RecordSlot>(m.slots(), [](const wire::RecordSlot& s) {
-               uint64_t a = Mix(Mix(Mix(s.slot(), s.auth_slot()), s.counter()), s.flags());
-               return Mix(Mix(a, Sum(s.m4())), Sum(s.m5()));
-             }));
+  acc = Mix(acc, SumTables<wire::RecordSlot>(m.slots(), [](const wire::RecordSlot& s) {
+              uint64_t a = Mix(Mix(Mix(s.slot(), s.auth_slot()), s.counter()), s.flags());
+              return Mix(Mix(a, Sum(s.m4())), Sum(s.m5()));
+            }));
+  if (const wire::RecordCertificate* c = m.certificate()) {
+    acc = Mix(Mix(Mix(acc, Sum(c->slot())), Sum(c->certificate())), Sum(c->chain()));
+    acc = Mix(Mix(acc, Sum(c->confirm_challenge())), Sum(c->confirmation()));
+  }
+  return acc;
 }
 
 uint64_t ReadAll(const wire::InjectionRecord& m) {

@@ -45,6 +45,10 @@ template <>
 std::vector<uint8_t> Sample<wire::PlantCaRequest>();
 template <>
 std::vector<uint8_t> Sample<wire::PlantCaCsr>();
+template <>
+std::vector<uint8_t> Sample<wire::CertificateRequest>();
+template <>
+std::vector<uint8_t> Sample<wire::CertificateIssued>();
 
 // The serialised InjectionRecordBody inside Sample<wire::InjectionRecord>().
 std::vector<uint8_t> SampleInjectionRecordBody();
@@ -65,6 +69,8 @@ uint64_t ReadAll(const wire::AdminRequest& m);  // admin_test.cc
 uint64_t ReadAll(const wire::AdminReply& m);    // admin_test.cc
 uint64_t ReadAll(const wire::PlantCaRequest& m);
 uint64_t ReadAll(const wire::PlantCaCsr& m);
+uint64_t ReadAll(const wire::CertificateRequest& m);
+uint64_t ReadAll(const wire::CertificateIssued& m);
 uint64_t ReadAll(const wire::Envelope& m);
 
 // n bytes counting up from `first` (a recognisable stand-in for UIDs, proofs, keys).
@@ -91,6 +97,8 @@ void ForEachMessageTable(F&& f) {
   f.template operator()<wire::AdminReply>();
   f.template operator()<wire::PlantCaRequest>();
   f.template operator()<wire::PlantCaCsr>();
+  f.template operator()<wire::CertificateRequest>();
+  f.template operator()<wire::CertificateIssued>();
 }
 
 }  // namespace keyline::schemas::testing

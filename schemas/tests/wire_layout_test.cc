@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "keyline/schemas/message_types.h"
+#include "keyline/wire/ecu_link_generated.h"
 #include "keyline/wire/injector_store_generated.h"
+#include "keyline/wire/pks_store_generated.h"
 
 namespace keyline {
 namespace {
@@ -233,6 +235,55 @@ KEYLINE_PIN_FIELD(PlantCaCsr, request_id, REQUEST_ID, 0, const flatbuffers::Stri
 KEYLINE_PIN_FIELD(PlantCaCsr, csr, CSR, 1, const flatbuffers::String*);
 KEYLINE_PIN_ENUM(MessageType, PlantCaRequest, 13);
 KEYLINE_PIN_ENUM(MessageType, PlantCaCsr, 14);
+
+// Certificates of ECUs (issue 9): appended fields, types and values
+KEYLINE_PIN_FIELD(Product, certificate, CERTIFICATE, 8, const wire::CertificateSlot*);
+KEYLINE_PIN_FIELD(CertificateSlot, name, NAME, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateSlot, key_type, KEY_TYPE, 1, wire::CertificateKeyType);
+KEYLINE_PIN_FIELD(CertificateSlot, organization, ORGANIZATION, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateSlot, organizational_unit, ORGANIZATIONAL_UNIT, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateSlot, common_name, COMMON_NAME, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateSlot, validity_days, VALIDITY_DAYS, 5, uint32_t);
+KEYLINE_PIN_FIELD(CertificateSlot, key_usage, KEY_USAGE, 6, const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>*);
+KEYLINE_PIN_FIELD(CertificateSlot, extended_key_usage, EXTENDED_KEY_USAGE, 7, const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>*);
+KEYLINE_PIN_ENUM(CertificateKeyType, ECDSA_P256, 1);
+KEYLINE_PIN_FIELD(KeyPackage, certificate, CERTIFICATE, 8, const wire::CertificateChallenge*);
+KEYLINE_PIN_FIELD(CertificateChallenge, slot, SLOT, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateChallenge, challenge, CHALLENGE, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(CertificateRequest, package_id, PACKAGE_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateRequest, ecu_uid, ECU_UID, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(CertificateRequest, slot, SLOT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateRequest, csr, CSR, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateIssued, package_id, PACKAGE_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateIssued, ecu_uid, ECU_UID, 1, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(CertificateIssued, slot, SLOT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateIssued, certificate, CERTIFICATE, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateIssued, chain, CHAIN, 4, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateIssued, confirm_challenge, CONFIRM_CHALLENGE, 5, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(CertificateIssued, error, ERROR, 6, const wire::PackageError*);
+KEYLINE_PIN_FIELD(InjectionResult, certificate, CERTIFICATE, 5, const wire::CertificateResult*);
+KEYLINE_PIN_FIELD(CertificateResult, slot, SLOT, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateResult, ecu_error, ECU_ERROR, 1, wire::EcuError);
+KEYLINE_PIN_FIELD(CertificateResult, confirmation, CONFIRMATION, 2, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(CertificateResult, detail, DETAIL, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(InjectionRecordBody, certificate, CERTIFICATE, 10, const wire::RecordCertificate*);
+KEYLINE_PIN_FIELD(RecordCertificate, slot, SLOT, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(RecordCertificate, certificate, CERTIFICATE, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(RecordCertificate, chain, CHAIN, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(RecordCertificate, confirm_challenge, CONFIRM_CHALLENGE, 3, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_FIELD(RecordCertificate, confirmation, CONFIRMATION, 4, const flatbuffers::Vector<uint8_t>*);
+KEYLINE_PIN_ENUM(PackageErrorCode, CSR_REFUSED, 8);
+KEYLINE_PIN_ENUM(PackageErrorCode, NO_ISSUING_CA, 9);
+KEYLINE_PIN_ENUM(PackageErrorCode, BUDGET_EXHAUSTED, 10);
+KEYLINE_PIN_ENUM(PackageErrorCode, NOT_RESERVED, 11);
+KEYLINE_PIN_ENUM(EcuError, CERTIFICATE_NOT_ISSUED, 10);
+KEYLINE_PIN_ENUM(EcuError, WRONG_CONFIRMATION, 11);
+KEYLINE_PIN_ENUM(MessageType, CertificateRequest, 15);
+KEYLINE_PIN_ENUM(MessageType, CertificateIssued, 16);
+KEYLINE_PIN_ENUM(EcuOp, GENERATE_KEY_PAIR, 3);
+KEYLINE_PIN_ENUM(EcuOp, STORE_CERTIFICATE, 4);
+KEYLINE_PIN_ENUM(EcuStatus, CERTIFICATE_MISMATCH, 10);
+KEYLINE_PIN_FIELD(StoredReservation, certificate, CERTIFICATE, 8, const wire::StoredCertificate*);
 
 #undef KEYLINE_PIN_FIELD
 #undef KEYLINE_PIN_ENUM

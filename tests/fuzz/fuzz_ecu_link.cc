@@ -6,6 +6,7 @@
 #include <array>
 
 #include "fuzz_support.h"
+#include "keyline/schemas/certificate_slot.h"
 #include "keyline/wire/ecu_link_generated.h"
 
 namespace keyline::fuzz {
@@ -23,6 +24,12 @@ void Request(std::span<const uint8_t> bytes) {
   if (!schemas::CheckFixedBytes(request->ecu_uid(), 15, "EcuRequest.ecu_uid").ok()) return;
   std::array<uint8_t, 15> uid{};
   std::copy_n(request->ecu_uid()->data(), 15, uid.begin());
+  if (request->op() == wire::EcuOp::GENERATE_KEY_PAIR || request->op() == wire::EcuOp::STORE_CERTIFICATE) {
+    // What the simulator checks before its custody sees anything.
+    (void)schemas::CheckCertificateSlotName(schemas::Text(request->cert_slot()));
+    (void)schemas::CheckFixedBytes(request->challenge(), schemas::kCertificateChallengeBytes, "challenge");
+    return;
+  }
   if (request->op() != wire::EcuOp::LOAD_KEY) return;
   if (!schemas::CheckFixedBytes(request->m1(), 16, "m1").ok() ||
       !schemas::CheckFixedBytes(request->m2(), 32, "m2").ok() ||

@@ -1,4 +1,5 @@
 // Seeds for fuzz_pks_store: the values a PKS keeps, as its stores build them.
+#include "keyline/schemas/certificate_slot.h"
 #include "keyline/wire/pks_store_generated.h"
 #include "samples.h"
 #include "seed_writer.h"
@@ -17,10 +18,20 @@ void WritePksStoreSeeds(SeedWriter& out) {
                                   fbb.CreateVector(Counting(16, 2))),
         wire::CreateExpectedProof(fbb, 4, fbb.CreateVector(Counting(32, 3)),
                                   fbb.CreateVector(Counting(16, 4)))};
+    schemas::CertificateSlotSpec slot;
+    slot.name = "identity";
+    slot.common_name = "{product} {uid}";
+    slot.validity_days = 365;
+    slot.extended_key_usage = {"clientAuth"};
+    auto certificate = wire::CreateStoredCertificate(
+        fbb, schemas::CreateCertificateSlot(fbb, slot), fbb.CreateVector(Counting(32, 6)),
+        fbb.CreateString("-----BEGIN CERTIFICATE-----\necu\n"),
+        fbb.CreateString("-----BEGIN CERTIFICATE-----\nplant\n"), fbb.CreateVector(Counting(32, 7)), 15,
+        fbb.CreateString("plant-ca/acme/1"));
     auto reservation = wire::CreateStoredReservation(
         fbb, fbb.CreateString("pkg-1"), fbb.CreateString("req-1"), fbb.CreateString("eol-1"),
         fbb.CreateVector(Counting(15, 1)), 10, 20, fbb.CreateVector(layout),
-        fbb.CreateVector(proofs));
+        fbb.CreateVector(proofs), certificate);
     const std::vector<uint8_t> slots = {1, 4};
     fbb.Finish(wire::CreateStoredKeySet(
         fbb, fbb.CreateString("acme-1.0"), fbb.CreateString("acme-bcm"), fbb.CreateString("acme-1"),

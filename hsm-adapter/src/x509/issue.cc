@@ -2,6 +2,10 @@
 // signed through the custody that holds the issuer's key (see custody_signature.h).
 #include <openssl/err.h>
 
+#include <algorithm>
+#include <iterator>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -113,13 +117,45 @@ const std::vector<Extension> kIssuingCaExtensions = {
     {NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
     {NID_key_usage, "critical,keyCertSign,cRLSign"},
 };
-const std::vector<Extension> kEcuExtensions = {
-    {NID_basic_constraints, "critical,CA:FALSE"},
-    {NID_key_usage, "critical,digitalSignature"},
-    {NID_ext_key_usage, "clientAuth"},
-};
+// The usages a product may ask for, by their OpenSSL names (also the names in a product).
+constexpr std::string_view kKeyUsageNames[] = {"digitalSignature", "keyAgreement", "nonRepudiation"};
+constexpr std::string_view kExtendedKeyUsageNames[] = {"clientAuth", "serverAuth"};
+
+template <size_t N>
+Status CheckNames(std::span<const std::string> names, const std::string_view (&allowed)[N],
+                  const char* what) {
+  for (const std::string& name : names) {
+    if (std::find(std::begin(allowed), std::end(allowed), name) == std::end(allowed)) {
+      std::string known;
+      for (std::string_view a : allowed) known += (known.empty() ? "" : ", ") + std::string(a);
+      return InvalidArgumentError(std::string(what) + " \"" + name + "\" is not one of " + known);
+    }
+  }
+  return Status::Ok();
+}
+
+std::string JoinNames(std::span<const std::string> names) {
+  std::string out;
+  for (const std::string& name : names) out += (out.empty() ? "" : ",") + name;
+  return out;
+}
 
 }  // namespace
+
+Status CheckEndEntityUsages(std::span<const std::string> key_usage,
+                            std::span<const std::string> extended_key_usage) {
+  RETURN_IF_ERROR(CheckNames(key_usage, kKeyUsageNames, "key usage"));
+  return CheckNames(extended_key_usage, kExtendedKeyUsageNames, "extended key usage");
+}
+
+std::vector<uint8_t> CertificateConfirmationMessage(std::span<const uint8_t> ecu_uid,
+                                                    std::span<const uint8_t> challenge) {
+  constexpr std::string_view kDomain = "keyline-ecu-certificate-confirmation-v1";
+  std::vector<uint8_t> message(kDomain.begin(), kDomain.end());
+  message.insert(message.end(), ecu_uid.begin(), ecu_uid.end());
+  message.insert(message.end(), challenge.begin(), challenge.end());
+  return message;
+}
 
 Validity ValidForDaysFromNow(int days) {
   auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
@@ -163,10 +199,23 @@ StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
   if (profile.not_before) {
     validity = {*profile.not_before, *profile.not_before + std::chrono::days(profile.validity_days)};
   }
+  RETURN_IF_ERROR(CheckEndEntityUsages(profile.key_usage, profile.extended_key_usage));
+  // Kept alive until Issue returns: Extension holds pointers into them.
+  const std::string key_usage =
+      "critical," + (profile.key_usage.empty() ? std::string("digitalSignature")
+                                               : JoinNames(profile.key_usage));
+  const std::string extended_key_usage = JoinNames(profile.extended_key_usage);
+  std::vector<Extension> extensions = {
+      {NID_basic_constraints, "critical,CA:FALSE"},
+      {NID_key_usage, key_usage.c_str()},
+  };
+  if (!extended_key_usage.empty()) {
+    extensions.push_back({NID_ext_key_usage, extended_key_usage.c_str()});
+  }
   ASSIGN_OR_RETURN(X509Ptr issuer, ParseCertificatePem(issuer_cert, "issuer certificate"));
   ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(spki_der));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(profile.subject));
-  return Issue(custody, issuer_key, issuer.get(), {name.get(), public_key.get(), validity, kEcuExtensions});
+  return Issue(custody, issuer_key, issuer.get(), {name.get(), public_key.get(), validity, extensions});
 }
 
 }  // namespace keyline::hsm

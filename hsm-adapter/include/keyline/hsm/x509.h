@@ -89,14 +89,33 @@ struct EndEntityProfile {
   std::optional<std::chrono::sys_seconds> not_before;
   // Lifetime from not_before. Default: 15 years, a car's life.
   int validity_days = 15 * 365;
+  // keyUsage names (digitalSignature, keyAgreement, nonRepudiation). Default: empty, meaning
+  // digitalSignature. Marked critical.
+  std::vector<std::string> key_usage;
+  // extendedKeyUsage names (clientAuth, serverAuth). Default: empty, meaning no extension.
+  std::vector<std::string> extended_key_usage;
 };
 
-// An end-entity certificate for the P-256 key `spki_der` (CA:FALSE, digitalSignature,
-// clientAuth, a random 16-byte serial from the custody, SKI/AKI), signed by `issuer_key`.
+// Whether IssueEndEntity accepts these usages (kInvalidArgument naming the first it does not):
+// a product definition is checked with it before any ECU needs it.
+[[nodiscard]] Status CheckEndEntityUsages(std::span<const std::string> key_usage,
+                                          std::span<const std::string> extended_key_usage);
+
+// An end-entity certificate for the P-256 key `spki_der` (CA:FALSE, the profile's usages, a
+// random 16-byte serial from the custody, SKI/AKI), signed by `issuer_key`.
 [[nodiscard]] StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
                                                    std::string_view issuer_cert,
                                                    std::span<const uint8_t> spki_der,
                                                    const EndEntityProfile& profile);
+
+// --- Confirming an ECU certificate ------------------------------------------------------
+
+// What an ECU signs with its certificate's key to confirm that it stored the certificate and
+// holds the key: "keyline-ecu-certificate-confirmation-v1" | uid (15 bytes) | challenge (the
+// PKS's 32-byte confirm challenge). The PKS checks it before INJECTED; the OEM checks it in
+// the verification file.
+std::vector<uint8_t> CertificateConfirmationMessage(std::span<const uint8_t> ecu_uid,
+                                                    std::span<const uint8_t> challenge);
 
 // --- Reading and verifying --------------------------------------------------------------
 

@@ -28,6 +28,10 @@ inline constexpr size_t kProofDigestBytes = 32;  // PackageSlot.proof_digest
 inline constexpr size_t kCurvePublicKeyBytes = 32;  // Station.curve_public_key
 inline constexpr size_t kSignatureBytes = 64;       // Ed25519, InjectionRecord.signature
 inline constexpr size_t kCaChallengeBytes = 32;     // PlantCaRequest.challenge
+// CertificateChallenge.challenge, CertificateIssued.confirm_challenge, EcuRequest.challenge.
+inline constexpr size_t kCertificateChallengeBytes = 32;
+// The longest PEM a CSR or certificate field may hold (an ECU certificate is under 1 KiB).
+inline constexpr size_t kMaxPemBytes = 8192;
 
 // The bytes of a [ubyte] field of a verified buffer; empty when the field is absent.
 // The span points into the buffer and is valid as long as the buffer is.
