@@ -21,6 +21,7 @@
 #include "keyline/common/log.h"
 #include "keyline/ecu_sim/ecu_simulator.h"
 #include "keyline/hsm/she_store_seal.h"
+#include "keyline/hsm/x509.h"
 
 namespace {
 
@@ -100,6 +101,15 @@ int Serve(EcuSimConfig config) {
   return 0;
 }
 
+// One line about a stored certificate: its subject and issuer CN, or that none is stored yet.
+std::string CertificateSummary(const std::string& pem) {
+  if (pem.empty()) return "key pair, no certificate yet";
+  auto info = hsm::InspectCertificate(pem);
+  if (!info.ok()) return "unreadable certificate: " + info.status().message();
+  return "serialNumber=" + info->subject.serial_number + " CN=" + info->subject.common_name +
+         ", issued by " + info->issuer.common_name + ", serial " + info->serial_hex;
+}
+
 int PrintStatus(const EcuSimConfig& config, bool json) {
   // The simulator writes its state file when it starts, before it listens: no file means it has
   // not started with this data dir, which a health check must not call healthy.
@@ -117,7 +127,9 @@ int PrintStatus(const EcuSimConfig& config, bool json) {
         if (!s.loaded) continue;
         slots.push_back({{"slot", s.slot}, {"counter", s.counter}, {"flags", s.flags}});
       }
-      out.push_back({{"ecu_uid", UidHex(row.uid)}, {"slots", slots}});
+      nlohmann::json certificates = nlohmann::json::object();
+      for (const auto& [name, pem] : row.certificates) certificates[name] = CertificateSummary(pem);
+      out.push_back({{"ecu_uid", UidHex(row.uid)}, {"slots", slots}, {"certificates", certificates}});
     }
     std::cout << nlohmann::json{{"ecus", out}}.dump() << '\n';
     return 0;
@@ -129,6 +141,9 @@ int PrintStatus(const EcuSimConfig& config, bool json) {
       if (!s.loaded) continue;
       std::cout << "  slot " << int(s.slot) << "  counter " << s.counter << "  flags 0x" << std::hex
                 << int(s.flags) << std::dec << '\n';
+    }
+    for (const auto& [name, pem] : row.certificates) {
+      std::cout << "  certificate slot " << name << "  " << CertificateSummary(pem) << '\n';
     }
   }
   return 0;

@@ -16,9 +16,11 @@
 #include "keyline/common/hex.h"
 #include "keyline/hsm/she_key_store.h"
 #include "keyline/hsm/she_store_seal.h"
+#include "keyline/schemas/certificate_slot.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
 #include "keyline/wire/ecu_link_generated.h"
+#include "ecu_identities.h"
 
 namespace keyline::ecu_sim {
 namespace {
@@ -131,10 +133,35 @@ Status ValidateFaults(const EcuFaults& f) {
 
 std::string UidHex(const EcuUid& uid) { return ToHex(uid); }
 
+std::filesystem::path IdentitiesFile(const std::filesystem::path& state_file) {
+  std::filesystem::path file = state_file;
+  file += ".identities";
+  return file;
+}
+
+std::filesystem::path IdentityKeyFile(const EcuSimulatorOptions& options) {
+  if (!options.identity_key_file.empty()) return options.identity_key_file;
+  return options.state_file.parent_path() / "ecu-identity.key";
+}
+
+// Each ECU's certificate slots onto its row; an ECU that has only made a key pair (no SHE load
+// stored yet) gets a row of its own, without slots.
+void AddCertificates(std::vector<EcuRow>& rows, const EcuIdentities::CertificateMap& certificates) {
+  for (const auto& [uid, slots] : certificates) {
+    auto row = std::find_if(rows.begin(), rows.end(), [&](const EcuRow& r) { return r.uid == uid; });
+    if (row == rows.end()) {
+      rows.push_back(EcuRow{uid, {}, {}});
+      row = rows.end() - 1;
+    }
+    row->certificates = slots;
+  }
+}
+
 struct EcuSimulator::Impl {
   EcuSimulatorOptions options;
   hsm::SheStoreSealer sealer;
   hsm::SheTransportKey transport_key;
+  std::unique_ptr<EcuIdentities> identities;
   mutable std::mutex mutex;
   std::map<EcuUid, hsm::SheKeyStore> stores;
   int fd = -1;
@@ -224,6 +251,8 @@ StatusOr<std::unique_ptr<EcuSimulator>> EcuSimulator::Open(const EcuSimulatorOpt
   }
   auto impl = std::make_unique<Impl>(options, std::move(sealer), std::move(transport));
   impl->stores = std::move(replay.stores);
+  ASSIGN_OR_RETURN(impl->identities,
+                   EcuIdentities::Open(IdentitiesFile(options.state_file), IdentityKeyFile(options)));
   RETURN_IF_ERROR(impl->Compact());
   spdlog::info("{}: {} ECUs restored from {} records", options.state_file.string(),
                impl->stores.size(), replay.records);
@@ -240,6 +269,7 @@ std::vector<EcuRow> EcuSimulator::Ecus() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<EcuRow> rows;
   for (const auto& [uid, store] : impl_->stores) rows.push_back(RowOf(store));
+  AddCertificates(rows, impl_->identities->Certificates());
   return rows;
 }
 
@@ -349,10 +379,55 @@ StatusOr<std::vector<uint8_t>> EcuSimulator::Handle(const std::string& peer,
       fbb.Finish(wire::CreateEcuReply(fbb, uid_vec, status, m4, m5));
       break;
     }
+    case wire::EcuOp::GENERATE_KEY_PAIR:
+    case wire::EcuOp::STORE_CERTIFICATE: {
+      std::string slot(schemas::Text(request->cert_slot()));
+      if (Status s = schemas::CheckCertificateSlotName(slot); !s.ok()) {
+        return refuse(InvalidArgumentError("EcuRequest.cert_slot: " + s.message()));
+      }
+      if (Status s = schemas::CheckFixedBytes(request->challenge(), schemas::kCertificateChallengeBytes,
+                                              "EcuRequest.challenge");
+          !s.ok()) {
+        return refuse(s);
+      }
+      ASSIGN_OR_RETURN(hsm::SheKeyStore * store, st.Ecu(uid));
+      (void)store;  // the ECU exists from now on, like after a LOAD_KEY
+      std::string where = UidHex(uid) + " certificate slot " + slot;
+      std::span<const uint8_t> challenge = schemas::Bytes(request->challenge());
+      if (request->op() == wire::EcuOp::GENERATE_KEY_PAIR) {
+        ASSIGN_OR_RETURN(IdentityAnswer answer, st.identities->GenerateKeyPair(uid, slot, challenge));
+        ++st.counters.csrs;
+        spdlog::info("ecu {}: GENERATE_KEY_PAIR from {}: CSR", where, peer);
+        fbb.Finish(wire::CreateEcuReply(fbb, uid_vec, wire::EcuStatus::OK, 0, 0, 0,
+                                        fbb.CreateString(answer.csr)));
+        break;
+      }
+      std::string_view certificate = schemas::Text(request->certificate());
+      if (certificate.empty() || certificate.size() > schemas::kMaxPemBytes) {
+        return refuse(InvalidArgumentError("EcuRequest.certificate: expected a PEM certificate of 1.." +
+                                           std::to_string(schemas::kMaxPemBytes) + " bytes"));
+      }
+      auto answer = st.identities->StoreCertificate(uid, slot, std::string(certificate), challenge);
+      if (!answer.ok() && answer.status().code() == StatusCode::kInvalidArgument) {
+        return refuse(InvalidArgumentError("EcuRequest.certificate: " + answer.status().message()));
+      }
+      RETURN_IF_ERROR(answer.status());
+      if (!answer->matches) {
+        spdlog::info("ecu {}: STORE_CERTIFICATE from {}: CERTIFICATE_MISMATCH", where, peer);
+        fbb.Finish(wire::CreateEcuReply(fbb, uid_vec, wire::EcuStatus::CERTIFICATE_MISMATCH));
+        break;
+      }
+      ++st.counters.certificates;
+      spdlog::info("ecu {}: STORE_CERTIFICATE from {}: stored, confirmed", where, peer);
+      fbb.Finish(wire::CreateEcuReply(fbb, uid_vec, wire::EcuStatus::OK, 0, 0, 0, 0,
+                                      fbb.CreateVector(answer->signature)));
+      break;
+    }
     default:
       return refuse(InvalidArgumentError("EcuRequest.op: " +
                                          std::to_string(static_cast<int>(request->op())) +
-                                         " is not LOAD_KEY or GET_INFO"));
+                                         " is not LOAD_KEY, GET_INFO, GENERATE_KEY_PAIR or "
+                                         "STORE_CERTIFICATE"));
   }
   return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
 }
@@ -366,6 +441,8 @@ StatusOr<std::vector<EcuRow>> ReadEcuState(const std::filesystem::path& state_fi
   ASSIGN_OR_RETURN(Replay replay, ReplayState(state_file, sealer));
   std::vector<EcuRow> rows;
   for (const auto& [uid, store] : replay.stores) rows.push_back(RowOf(store));
+  ASSIGN_OR_RETURN(auto certificates, EcuIdentities::ReadCertificates(IdentitiesFile(state_file)));
+  AddCertificates(rows, certificates);
   return rows;
 }
 

@@ -15,6 +15,8 @@
 #include "keyline/broker/rpc.h"
 #include "keyline/common/hex.h"
 #include "keyline/ecu_sim/ecu_simulator.h"
+#include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/injector/ecu_link.h"
 
 namespace keyline::ecu_sim {
@@ -227,6 +229,67 @@ BOOST_AUTO_TEST_CASE(MalformedAndWrongUidRequestsGetClearErrorsAndServingGoesOn,
              wildcard.status().message());
   BOOST_TEST(s.sim->counters().malformed == 2u);
   BOOST_TEST(injector::EcuErrorName(LoadVector(*s.link).error) == "NONE");
+}
+
+// A certificate slot: the ECU makes one key pair per slot and keeps it (a CSR asked again has
+// the same key, over the new challenge), stores only a certificate for that key, confirms with
+// it, and after a reopen still has both. The key never reaches the identities file in clear.
+BOOST_AUTO_TEST_CASE(CertificateSlotKeepsItsKeyAndConfirmsItsCertificate,
+                     *boost::unit_test::label("integration")) {
+  Dir dir;
+  const std::vector<uint8_t> challenge(32, 0x11), other_challenge(32, 0x22), confirm(32, 0x33);
+  auto ca = std::move(*hsm::CreateSoftwareCustody({}));
+  auto ca_key = *ca->GenerateKey(hsm::KeyKind::kEcdsaP256);
+  hsm::CertificateSubject ca_subject;
+  ca_subject.common_name = "test CA";
+  const std::string ca_cert = *hsm::SelfSignCa(*ca, ca_key, ca_subject, hsm::ValidForDaysFromNow(30));
+  std::string certificate;
+  {
+    Served s(dir);
+    auto csr = s.link->GenerateKeyPair(kUid, "identity", challenge, 3s);
+    BOOST_REQUIRE_MESSAGE(csr.ok(), csr.status().ToString());
+    BOOST_REQUIRE((csr->error == EcuError::kNone));
+    auto checked = hsm::CheckCsr(csr->csr, challenge);
+    BOOST_REQUIRE_MESSAGE(checked.ok(), checked.status().ToString());
+    BOOST_TEST(checked->subject.serial_number == ToHex(kUid));
+    auto again = s.link->GenerateKeyPair(kUid, "identity", other_challenge, 3s);
+    BOOST_REQUIRE(again.ok());
+    auto rechecked = hsm::CheckCsr(again->csr, other_challenge);
+    BOOST_REQUIRE(rechecked.ok());
+    BOOST_TEST((rechecked->spki_der == checked->spki_der));
+
+    // A certificate for another key is refused; the ECU's own is stored and confirmed.
+    hsm::EndEntityProfile profile;
+    profile.subject.serial_number = ToHex(kUid);
+    const std::string foreign = *hsm::IssueEndEntity(*ca, ca_key, ca_cert, *ca->GetPublicKeyInfo(ca_key), profile);
+    auto mismatch = s.link->StoreCertificate(kUid, "identity", foreign, confirm, 3s);
+    BOOST_REQUIRE(mismatch.ok());
+    BOOST_TEST((mismatch->error == EcuError::kKeyInvalid));
+    certificate = *hsm::IssueEndEntity(*ca, ca_key, ca_cert, checked->spki_der, profile);
+    auto stored = s.link->StoreCertificate(kUid, "identity", certificate, confirm, 3s);
+    BOOST_REQUIRE_MESSAGE(stored.ok(), stored.status().ToString());
+    BOOST_REQUIRE((stored->error == EcuError::kNone));
+    BOOST_TEST(hsm::VerifyEcdsaSha256(checked->spki_der, hsm::CertificateConfirmationMessage(kUid, confirm),
+                                      stored->signature)
+                   .ok());
+    // No key pair in that slot: nothing to store.
+    auto empty = s.link->StoreCertificate(kUid, "other", certificate, confirm, 3s);
+    BOOST_REQUIRE(empty.ok());
+    BOOST_TEST((empty->error == EcuError::kKeyInvalid));
+    // A bad slot name is a malformed request.
+    BOOST_TEST(!s.link->GenerateKeyPair(kUid, "no spaces", challenge, 3s).ok());
+  }
+  // Reopened: the same key and the stored certificate.
+  Served s(dir);
+  auto rows = s.sim->Ecus();
+  BOOST_REQUIRE(rows.size() == 1u);
+  BOOST_TEST(rows[0].certificates.at("identity") == certificate);
+  auto csr = s.link->GenerateKeyPair(kUid, "identity", challenge, 3s);
+  BOOST_REQUIRE(csr.ok());
+  BOOST_TEST((hsm::CheckCsr(csr->csr, challenge)->spki_der == *hsm::PublicKeyInfoOf(certificate)));
+  auto state = ReadEcuState(dir.Options().state_file, dir.Options().state_key_file);
+  BOOST_REQUIRE(state.ok());
+  BOOST_TEST((*state)[0].certificates.at("identity") == certificate);
 }
 
 // The real binary: load, SIGKILL, restart on the same data dir, the ECU still holds the key.

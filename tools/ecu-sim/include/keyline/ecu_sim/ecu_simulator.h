@@ -6,11 +6,16 @@
 // file as one sealed record (hsm::SheStoreSealer) and fdatasync'ed before the answer goes out;
 // opening the file replays it (last record per UID wins), drops a torn last record (a SIGKILL
 // mid-append) and rewrites it compacted (temp file + fsync + rename). No key in clear on disk.
+//
+// Certificate slots (GENERATE_KEY_PAIR, STORE_CERTIFICATE): each ECU's P-256 key pairs live in
+// a software custody standing in for the ECU's HSM, kept wrapped in `<state file>.identities`
+// (src/ecu_identities.h).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -42,6 +47,9 @@ struct EcuSimulatorOptions {
   EcuFaults faults;
   // Seeds the fault draws: the same seed and request order give the same faults. Default 1.
   uint64_t seed = 1;
+  // The master key of the ECUs' identity keys (a software custody key file), created when
+  // absent. Default: empty, meaning "ecu-identity.key" beside the state file.
+  std::filesystem::path identity_key_file;
 };
 
 struct EcuSlotRow {
@@ -53,7 +61,9 @@ struct EcuSlotRow {
 
 struct EcuRow {
   EcuUid uid{};
-  std::vector<EcuSlotRow> slots;  // all 16
+  std::vector<EcuSlotRow> slots;  // all 16; none for an ECU known only by a certificate slot
+  // Certificate slot name -> the certificate it holds (PEM; "" when only the key pair exists).
+  std::map<std::string, std::string> certificates;
 };
 
 struct EcuSimCounters {
@@ -65,6 +75,8 @@ struct EcuSimCounters {
   uint64_t faults_timeout = 0;
   uint64_t faults_power_loss = 0;
   uint64_t malformed = 0;        // requests refused before reaching an ECU
+  uint64_t csrs = 0;             // GENERATE_KEY_PAIR answered with a CSR
+  uint64_t certificates = 0;     // STORE_CERTIFICATE answered with a confirmation
 };
 
 class EcuSimulator {
