@@ -79,7 +79,7 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
                                  {"min_stock", p.min_stock}, {"target_stock", p.target_stock},
                                  {"in_stock", p.in_stock}, {"reserved", p.reserved},
                                  {"requested", p.requested}, {"injected", p.injected},
-                                 {"burned", p.burned}});
+                                 {"burned", p.burned}, {"certificates_issued", p.certificates_issued}});
     }
     out["issuing_cas"] = nlohmann::json::array();
     for (const auto& ca : s.issuing_cas) {
@@ -95,10 +95,10 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
   }
   std::printf("plant %s   configuration version %llu\n", s.plant_id.c_str(),
               static_cast<unsigned long long>(s.config_version));
-  std::printf("%-24s %9s %9s %9s %9s %9s %9s %9s\n", "PRODUCT", "IN_STOCK", "MIN", "TARGET",
-              "RESERVED", "REQUESTED", "INJECTED", "BURNED");
+  std::printf("%-24s %9s %9s %9s %9s %9s %9s %9s %9s\n", "PRODUCT", "IN_STOCK", "MIN", "TARGET",
+              "RESERVED", "REQUESTED", "INJECTED", "BURNED", "CERTS");
   for (const auto& p : s.products) {
-    std::printf("%-24s %9llu %9s %9s %9llu %9llu %9llu %9llu%s\n", p.product.c_str(),
+    std::printf("%-24s %9llu %9s %9s %9llu %9llu %9llu %9llu %9llu%s\n", p.product.c_str(),
                 static_cast<unsigned long long>(p.in_stock),
                 p.configured ? std::to_string(p.min_stock).c_str() : "-",
                 p.configured ? std::to_string(p.target_stock).c_str() : "-",
@@ -106,6 +106,7 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
                 static_cast<unsigned long long>(p.requested),
                 static_cast<unsigned long long>(p.injected),
                 static_cast<unsigned long long>(p.burned),
+                static_cast<unsigned long long>(p.certificates_issued),
                 p.configured && p.in_stock < p.min_stock ? "   below minimum" : "");
   }
   std::printf("open reservations %llu   records written %llu, queued for the KMS %llu   "

@@ -303,6 +303,7 @@ class PksServiceImpl final : public PksService {
       product.requested = c.requested;
       product.injected = c.injected;
       product.burned = c.burned;
+      product.certificates_issued = c.certificates;
       snapshot.products.push_back(product);
     }
     snapshot.open_reservations = state.open_reservations();

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "keyline/hsm/she.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
 
@@ -73,6 +74,12 @@ StatusOr<ProductConfig> ParseProduct(const wire::Product& product) {
     }
     loaded.insert(s.slot);
     config.slots.push_back(s);
+  }
+  if (const wire::CertificateSlot* slot = product.certificate()) {
+    ASSIGN_OR_RETURN(config.certificate, schemas::ReadCertificateSlot(*slot, where));
+    Status usages = hsm::CheckEndEntityUsages(config.certificate->key_usage,
+                                              config.certificate->extended_key_usage);
+    if (!usages.ok()) return InvalidArgumentError(where + ": " + usages.message());
   }
   return config;
 }

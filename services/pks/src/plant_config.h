@@ -3,12 +3,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "keyline/broker/curve_keys.h"
 #include "keyline/common/status.h"
+#include "keyline/schemas/certificate_slot.h"
 
 namespace keyline::wire {
 struct ConfigUpdate;
@@ -31,6 +33,8 @@ struct ProductConfig {
   uint32_t min_stock = 0;
   uint32_t target_stock = 0;
   uint32_t reservation_timeout_s = 0;
+  // Set when the product's ECUs also get a key pair and a certificate (docs/certificates.md).
+  std::optional<schemas::CertificateSlotSpec> certificate;
   // The slots as a byte string, to compare with a key set's slot list.
   std::vector<uint8_t> SlotNumbers() const;
 };

@@ -73,11 +73,20 @@ struct PlantCore {
 // minimum (and the KMS did not just answer short).
 [[nodiscard]] Status Replenish(PlantCore& core, broker::WriteContext& write,
                                const std::string& product);
-// Decides a reserved key set: INJECTED when every verdict is proven, else BURNED with
-// `burn_reason` (or the verdicts' problems). Signs the InjectionRecord and queues it for the
-// KMS in the same write as the state change.
+// The PKS's verdict on a reservation's certificate slot (docs/certificates.md).
+struct CertificateVerdict {
+  bool confirmed = false;             // the ECU's confirmation verifies with the certificate
+  std::vector<uint8_t> confirmation;  // as reported (kept in the record even when wrong)
+  std::string problem;                // "certificate slot identity: ..."; empty if confirmed
+};
+
+// Decides a reserved key set: INJECTED when every verdict is proven (and, for a product with a
+// certificate slot, `certificate` is confirmed), else BURNED with `burn_reason` (or the
+// verdicts' problems). Signs the InjectionRecord, with the issued certificate if any, and
+// queues it for the KMS in the same write as the state change.
 [[nodiscard]] Status RecordOutcome(PlantCore& core, broker::WriteContext& write, KeySet key_set,
                                    const std::vector<SlotVerdict>& verdicts,
-                                   std::string burn_reason);
+                                   std::string burn_reason,
+                                   const CertificateVerdict* certificate = nullptr);
 
 }  // namespace keyline::pks

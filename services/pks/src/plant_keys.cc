@@ -1,6 +1,7 @@
 #include "plant_keys.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "plant_state.h"
 
@@ -175,6 +176,33 @@ Status PlantKeys::CheckIssuingCa(const IssuingCaConfig& ca) {
   Status chains = hsm::VerifyChain(ca.certificate, {}, ca.oem_ca_certificate, now);
   if (!chains.ok()) return chains.WithContext("issuing CA " + ca.key_name);
   return Status::Ok();
+}
+
+Status PlantKeys::CheckIssuingCaRecently(const IssuingCaConfig& ca) {
+  constexpr int64_t kRecheckAfterS = 60;
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  {
+    std::lock_guard lock(mu_);
+    auto it = checked_cas_.find(ca.key_name);
+    if (it != checked_cas_.end() && it->second.first == ca.certificate &&
+        now_s - it->second.second < kRecheckAfterS) {
+      return Status::Ok();
+    }
+  }
+  RETURN_IF_ERROR(CheckIssuingCa(ca));
+  std::lock_guard lock(mu_);
+  checked_cas_[ca.key_name] = {ca.certificate, now_s};
+  return Status::Ok();
+}
+
+StatusOr<std::string> PlantKeys::IssueEcuCertificate(const IssuingCaConfig& ca,
+                                                     std::span<const uint8_t> spki_der,
+                                                     const hsm::EndEntityProfile& profile) {
+  ASSIGN_OR_RETURN(hsm::KeyHandle key,
+                   custody_->GetOrCreateNamedKey(ca.key_name, hsm::KeyKind::kEcdsaP256));
+  return hsm::IssueEndEntity(*custody_, key, ca.certificate, spki_der, profile);
 }
 
 StatusOr<hsm::Signature> PlantKeys::SignRecord(std::span<const uint8_t> bytes) {

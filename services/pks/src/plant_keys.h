@@ -7,6 +7,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -85,6 +87,18 @@ class PlantKeys {
   // OEM CA now: a CA that fails this never signs here.
   [[nodiscard]] Status CheckIssuingCa(const IssuingCaConfig& ca);
 
+  // CheckIssuingCa, remembered for a minute per CA certificate: issuing one ECU certificate
+  // must not verify the CA's chain again each time. Thread-safe.
+  [[nodiscard]] Status CheckIssuingCaRecently(const IssuingCaConfig& ca);
+
+  // An ECU certificate for the P-256 key `spki_der`, signed by `ca`'s key in this HSM.
+  [[nodiscard]] StatusOr<std::string> IssueEcuCertificate(const IssuingCaConfig& ca,
+                                                          std::span<const uint8_t> spki_der,
+                                                          const hsm::EndEntityProfile& profile);
+
+  // `size` random bytes from the HSM (challenges).
+  [[nodiscard]] StatusOr<std::vector<uint8_t>> Random(size_t size) { return custody_->Random(size); }
+
   // Signs `bytes` with the plant's record-signing key.
   [[nodiscard]] StatusOr<hsm::Signature> SignRecord(std::span<const uint8_t> bytes);
 
@@ -98,6 +112,8 @@ class PlantKeys {
   hsm::KeyHandle transfer_;
   std::mutex mu_;
   std::map<std::string, hsm::KeyHandle> transport_;
+  // Issuing CA key name -> (the certificate checked, when), for CheckIssuingCaRecently.
+  std::map<std::string, std::pair<std::string, int64_t>> checked_cas_;
 };
 
 // The context a key set is sealed with (docs/key-flow.md).

@@ -65,10 +65,20 @@ std::vector<uint8_t> EncodeKeySet(const KeySet& ks) {
                                                  schemas::CreateBytes(fbb, r.expected_proofs[i].m4),
                                                  schemas::CreateBytes(fbb, r.expected_proofs[i].m5)));
     }
+    flatbuffers::Offset<wire::StoredCertificate> certificate = 0;
+    if (r.certificate) {
+      const ReservedCertificate& c = *r.certificate;
+      certificate = wire::CreateStoredCertificate(
+          fbb, schemas::CreateCertificateSlot(fbb, c.slot), schemas::CreateBytes(fbb, c.challenge),
+          fbb.CreateString(c.certificate), fbb.CreateString(c.chain),
+          c.confirm_challenge.empty() ? 0 : schemas::CreateBytes(fbb, c.confirm_challenge),
+          c.issued_at_us, fbb.CreateString(c.issuing_ca));
+    }
     reservation = wire::CreateStoredReservation(
         fbb, fbb.CreateString(r.package_id), fbb.CreateString(r.request_id),
         fbb.CreateString(r.station), schemas::CreateBytes(fbb, r.ecu_uid), r.reserved_at_us,
-        r.deadline_us, fbb.CreateVector(layout), proofs.empty() ? 0 : fbb.CreateVector(proofs));
+        r.deadline_us, fbb.CreateVector(layout), proofs.empty() ? 0 : fbb.CreateVector(proofs),
+        certificate);
   }
   auto root = wire::CreateStoredKeySet(
       fbb, fbb.CreateString(ks.id), fbb.CreateString(ks.product), fbb.CreateString(ks.batch_id),
@@ -128,6 +138,27 @@ StatusOr<KeySet> DecodeKeySet(std::span<const uint8_t> bytes, const std::string&
         std::copy_n(proof->m5()->data(), expected.m5.size(), expected.m5.begin());
         reservation.expected_proofs.push_back(expected);
       }
+    }
+    if (const wire::StoredCertificate* c = r->certificate()) {
+      if (c->slot() == nullptr) return DataLossError(what + ": certificate without its slot");
+      ReservedCertificate certificate;
+      ASSIGN_OR_RETURN(certificate.slot, schemas::ReadCertificateSlot(*c->slot(), what));
+      RETURN_IF_ERROR(schemas::CheckFixedBytes(c->challenge(), schemas::kCertificateChallengeBytes,
+                                               what + " certificate challenge"));
+      auto challenge = schemas::Bytes(c->challenge());
+      certificate.challenge.assign(challenge.begin(), challenge.end());
+      certificate.certificate = std::string(schemas::Text(c->certificate()));
+      certificate.chain = std::string(schemas::Text(c->chain()));
+      if (certificate.issued()) {
+        RETURN_IF_ERROR(schemas::CheckFixedBytes(c->confirm_challenge(),
+                                                 schemas::kCertificateChallengeBytes,
+                                                 what + " certificate confirm_challenge"));
+        auto confirm = schemas::Bytes(c->confirm_challenge());
+        certificate.confirm_challenge.assign(confirm.begin(), confirm.end());
+      }
+      certificate.issued_at_us = c->issued_at_us();
+      certificate.issuing_ca = std::string(schemas::Text(c->issuing_ca()));
+      reservation.certificate = std::move(certificate);
     }
     ks.reservation = std::move(reservation);
   }
@@ -250,6 +281,9 @@ void PlantState::Index(const KeySet& ks) {
   if (ks.reservation && !hsm::IsWildcardUid(ks.reservation->ecu_uid)) {
     by_ecu_[EcuKey(ks.product, ks.reservation->ecu_uid)] = ks.id;
   }
+  if (ks.reservation && ks.reservation->certificate && ks.reservation->certificate->issued()) {
+    ++counts.certificates;
+  }
 }
 
 void PlantState::Unindex(const KeySet& ks) {
@@ -268,6 +302,9 @@ void PlantState::Unindex(const KeySet& ks) {
   }
   if (ks.reservation && !hsm::IsWildcardUid(ks.reservation->ecu_uid)) {
     by_ecu_.erase(EcuKey(ks.product, ks.reservation->ecu_uid));
+  }
+  if (ks.reservation && ks.reservation->certificate && ks.reservation->certificate->issued()) {
+    --counts.certificates;
   }
 }
 

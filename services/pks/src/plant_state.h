@@ -41,6 +41,19 @@ std::vector<std::string> PksColumnFamilies();
 enum class KeySetState : uint8_t { kInStock = 1, kReserved = 2, kInjected = 3, kBurned = 4 };
 const char* KeySetStateName(KeySetState state);
 
+// A reservation's certificate slot (docs/certificates.md): the challenge its CSR must carry,
+// and once issued, the certificate, so that asking again returns the same one.
+struct ReservedCertificate {
+  schemas::CertificateSlotSpec slot;  // as the product said at reservation
+  std::vector<uint8_t> challenge;     // 32 bytes, in the KeyPackage
+  std::string certificate;            // PEM; empty until issued
+  std::string chain;                  // the issuing CA's PEM
+  std::vector<uint8_t> confirm_challenge;  // 32 bytes, in the CertificateIssued
+  int64_t issued_at_us = 0;
+  std::string issuing_ca;             // key name of the CA that signed it
+  bool issued() const { return !certificate.empty(); }
+};
+
 struct Reservation {
   std::string package_id;
   std::string request_id;
@@ -52,6 +65,7 @@ struct Reservation {
   // The M4/M5 each layout slot's load must bring back, in layout order; empty in a
   // reservation stored by an older release (the proof is then checked with the keys).
   std::vector<hsm::SheProof> expected_proofs;
+  std::optional<ReservedCertificate> certificate;  // set when the product has a certificate slot
 };
 
 struct KeySet {
@@ -82,6 +96,7 @@ struct ProductCounts {
   uint64_t injected = 0;
   uint64_t burned = 0;
   uint64_t requested = 0;  // key sets asked for in requests not yet answered
+  uint64_t certificates = 0;  // ECU certificates issued (whatever became of the key set)
 };
 
 class PlantState {

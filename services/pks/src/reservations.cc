@@ -14,6 +14,8 @@ namespace keyline::pks {
 
 Status HandleInjectionResult(PlantCore& core, const broker::Delivery& delivery,
                              broker::WriteContext& write);  // results.cc
+Status HandleCertificateRequest(PlantCore& core, const broker::Delivery& delivery,
+                                broker::WriteContext& write);  // certificates.cc
 
 namespace {
 
@@ -49,13 +51,19 @@ Status SendPackage(broker::WriteContext& write, const std::string& station,
     error = wire::CreatePackageError(fbb, answer.error, fbb.CreateString(answer.message));
   }
   const KeySet* ks = answer.key_set;
+  flatbuffers::Offset<wire::CertificateChallenge> certificate = 0;
+  if (ks != nullptr && ks->reservation->certificate) {
+    const ReservedCertificate& c = *ks->reservation->certificate;
+    certificate = wire::CreateCertificateChallenge(fbb, fbb.CreateString(c.slot.name),
+                                                   schemas::CreateBytes(fbb, c.challenge));
+  }
   auto package = wire::CreateKeyPackage(
       fbb, fbb.CreateString(schemas::Text(request.request_id())),
       fbb.CreateString(ks ? PackageIdFor(ks->id) : std::string()),
       fbb.CreateString(ks ? ks->id : std::string()),
       fbb.CreateString(schemas::Text(request.product())),
       schemas::CreateBytes(fbb, schemas::Bytes(request.ecu_uid())),
-      ks ? ks->reservation->deadline_us : 0, fbb.CreateVector(slots), error);
+      ks ? ks->reservation->deadline_us : 0, fbb.CreateVector(slots), error, certificate);
   fbb.Finish(package);
   return write.Send({station, kPackagesStream}, wire::MessageType::KeyPackage,
                     schemas::FinishedBytes(fbb))
@@ -143,6 +151,13 @@ StatusOr<PackageAnswer> Reserve(PlantCore& core, broker::WriteContext& write,
     reservation.deadline_us =
         reservation.reserved_at_us + int64_t{product.reservation_timeout_s} * 1'000'000;
     reservation.layout = product.slots;
+    if (product.certificate) {
+      // Fresh for each reservation: a CSR made for another ECU, or earlier, does not carry it.
+      ReservedCertificate certificate;
+      certificate.slot = *product.certificate;
+      ASSIGN_OR_RETURN(certificate.challenge, core.keys->Random(schemas::kCertificateChallengeBytes));
+      reservation.certificate = std::move(certificate);
+    }
     reserved.state = KeySetState::kReserved;
     reserved.reservation = reservation;
 
@@ -197,6 +212,8 @@ Status HandleStationDelivery(PlantCore& core, const broker::Delivery& delivery,
       return HandlePackageRequest(core, delivery, write);
     case wire::MessageType::InjectionResult:
       return HandleInjectionResult(core, delivery, write);
+    case wire::MessageType::CertificateRequest:
+      return HandleCertificateRequest(core, delivery, write);
     default:
       return InvalidArgumentError("station " + delivery.peer + " sent a " +
                                   schemas::MessageTypeName(delivery.type) +

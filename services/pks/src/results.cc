@@ -2,12 +2,59 @@
 // the signed record for the KMS, in one write.
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
 #include "keyline/wire/pks_injector_generated.h"
 #include "plant_core.h"
 
 namespace keyline::pks {
+namespace {
+
+// Confirmed only when the certificate was issued and the ECU's signature over the confirm
+// challenge verifies with the certificate's key: the ECU holds the key and has the certificate.
+CertificateVerdict JudgeCertificate(const ReservedCertificate& reserved, const hsm::SheUid& uid,
+                                    const wire::CertificateResult* result) {
+  CertificateVerdict verdict;
+  const std::string where = "certificate slot " + reserved.slot.name + ": ";
+  if (result != nullptr) {
+    auto confirmation = schemas::Bytes(result->confirmation());
+    verdict.confirmation.assign(confirmation.begin(), confirmation.end());
+  }
+  if (!reserved.issued()) {
+    verdict.problem = where + "no certificate was issued";
+    if (result != nullptr && !schemas::Text(result->detail()).empty()) {
+      verdict.problem += " (" + std::string(schemas::Text(result->detail())) + ")";
+    }
+    return verdict;
+  }
+  if (result == nullptr) {
+    verdict.problem = where + "the result does not report it";
+    return verdict;
+  }
+  if (result->ecu_error() != wire::EcuError::NONE && result->ecu_error() != wire::EcuError::WRONG_CONFIRMATION) {
+    std::string name = wire::EnumNameEcuError(result->ecu_error());
+    verdict.problem = where + (name.empty() ? "EcuError " + std::to_string(static_cast<int>(
+                                                               result->ecu_error()))
+                                            : name) +
+                      " (" + std::string(schemas::Text(result->detail())) + ")";
+    return verdict;
+  }
+  auto key = hsm::PublicKeyInfoOf(reserved.certificate);
+  Status verified =
+      key.ok() ? hsm::VerifyEcdsaSha256(*key,
+                                        hsm::CertificateConfirmationMessage(uid, reserved.confirm_challenge),
+                                        verdict.confirmation)
+               : key.status();
+  if (!verified.ok()) {
+    verdict.problem = where + "WRONG_CONFIRMATION (" + verified.message() + ")";
+    return verdict;
+  }
+  verdict.confirmed = true;
+  return verdict;
+}
+
+}  // namespace
 
 Status HandleInjectionResult(PlantCore& core, const broker::Delivery& delivery,
                              broker::WriteContext& write) {
@@ -64,6 +111,10 @@ Status HandleInjectionResult(PlantCore& core, const broker::Delivery& delivery,
     }
   }
   KeySet key_set = *found;
+  std::optional<CertificateVerdict> certificate;
+  if (key_set.reservation->certificate) {
+    certificate = JudgeCertificate(*key_set.reservation->certificate, uid, result->certificate());
+  }
   auto verdicts = core.keys->CheckProofs(core.plant_id, key_set, key_set.reservation->layout, uid,
                                          reports);
   if (!verdicts.ok()) {
@@ -76,7 +127,8 @@ Status HandleInjectionResult(PlantCore& core, const broker::Delivery& delivery,
     return UnavailableError("checking the proof of package " + package_id + ": " +
                             verdicts.status().message());
   }
-  return RecordOutcome(core, write, std::move(key_set), *verdicts, "");
+  return RecordOutcome(core, write, std::move(key_set), *verdicts, "",
+                       certificate ? &*certificate : nullptr);
 }
 
 }  // namespace keyline::pks

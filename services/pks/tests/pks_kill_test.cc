@@ -15,6 +15,9 @@
 #include <set>
 #include <thread>
 
+#include "keyline/common/hex.h"
+#include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/schemas/fields.h"
 #include "keyline/wire/envelope_generated.h"
 #include "plant_harness.h"
@@ -208,6 +211,85 @@ BOOST_AUTO_TEST_CASE(CountsAreConservedAcrossSigkills) {
   BOOST_TEST_MESSAGE(kKills << " kills: " << counts.injected << " injected, " << refused
                             << " refusals, " << counts.in_stock << " left in stock of "
                             << plant.shipped() << " shipped");
+}
+
+
+// ECU certificates across SIGKILLs: ECUs are certified one after another while the PKS is
+// killed at random points (between issuing and recording too). Every ECU slot ends with one
+// certificate, whatever was asked again, and every confirmed injection is recorded once, with
+// that certificate.
+BOOST_AUTO_TEST_CASE(OneCertificatePerEcuSlotAcrossSigkills) {
+  const uint64_t seed = std::random_device{}();
+  BOOST_TEST_MESSAGE("seed " << seed);
+  std::mt19937_64 random(seed);
+  constexpr uint64_t kEcus = 40;
+  constexpr int kKills = 6;
+
+  PlantHarness plant;
+  plant.FixStationPort();
+  PksProcess pks(plant.config_path(), plant.dir() / "pks.log");
+  pks.Start();
+  ProductSpec product;
+  product.certificate_slot = true;
+  plant.Configure({product});
+  plant.Ship(product.name, kEcus);
+  plant.StartStation(kStation);
+  const std::string root = plant.InstallIssuingCa({product});
+
+  std::atomic<bool> done{false};
+  std::map<uint64_t, std::set<std::string>> certificates_of_ecu;  // every certificate received
+  std::thread station([&] {
+    for (uint64_t n = 1; n <= kEcus; ++n) {
+      const hsm::SheUid uid = PlantHarness::Uid(n);
+      auto custody = std::move(*hsm::CreateSoftwareCustody({}));
+      hsm::KeyHandle key = *custody->GenerateKey(hsm::KeyKind::kEcdsaP256);
+      std::optional<PackageView> package;
+      while (!package || package->error != 0) package = plant.Request(kStation, product.name, uid, "", 30s);
+      hsm::CertificateSubject subject;
+      subject.serial_number = ToHex(uid);
+      const std::string csr = *hsm::MakeCsr(*custody, key, subject, package->certificate_challenge);
+      // Asked twice, as an injector that restarted would: the same certificate both times.
+      std::optional<IssuedView> issued;
+      for (int ask = 0; ask < 2; ++ask) {
+        std::optional<IssuedView> answer;
+        while (!answer) answer = plant.RequestCertificate(kStation, *package, uid, csr);
+        BOOST_REQUIRE_MESSAGE(answer->error == 0, answer->message);
+        certificates_of_ecu[n].insert(answer->certificate);
+        issued = answer;
+      }
+      CertificateReport report;
+      report.confirmation =
+          *custody->SignEcdsaSha256(key, hsm::CertificateConfirmationMessage(uid, issued->confirm_challenge));
+      plant.Report(kStation, *package, uid, report);
+    }
+    done = true;
+  });
+  for (int kill = 0; kill < kKills && !done; ++kill) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + random() % 400));
+    pks.Kill();
+    std::this_thread::sleep_for(std::chrono::milliseconds(random() % 200));
+    pks.Start();
+  }
+  station.join();
+  BOOST_REQUIRE_MESSAGE(WaitUntil([&] { return plant.Records().size() == kEcus; }, 60s),
+                        "not every certified ECU was recorded");
+  pks.Stop();
+
+  std::set<std::string> recorded;
+  for (const auto& [n, certificates] : certificates_of_ecu) BOOST_TEST(certificates.size() == 1u, n);
+  for (const RecordView& r : plant.Records()) {
+    BOOST_TEST(r.injected, r.key_set_id << ": " << r.burn_reason);
+    BOOST_TEST(!r.certificate.empty());
+    BOOST_TEST(recorded.insert(r.certificate).second, "a certificate recorded twice");
+    uint64_t n = 0;
+    for (const auto& [ecu, certificates] : certificates_of_ecu) {
+      if (certificates.count(r.certificate) != 0) n = ecu;
+    }
+    BOOST_TEST(n != 0u, "a recorded certificate that no ECU received");
+    BOOST_TEST(hsm::VerifyChain(r.certificate, std::vector<std::string>{r.certificate_chain}, root,
+                                std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()))
+                   .ok());
+  }
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 
 #include "keyline/common/hex.h"
 #include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
+#include "keyline/schemas/certificate_slot.h"
 #include "keyline/schemas/build.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
@@ -208,10 +210,21 @@ void PlantHarness::Configure(const std::vector<ProductSpec>& products, ConfigOpt
     slots.push_back(wire::CreateSlotLayout(fbb, 1, 1, 1, 0));
     slots.push_back(wire::CreateSlotLayout(fbb, 4, 1, 1, 0));
     slots.push_back(wire::CreateSlotLayout(fbb, 5, 1, 1, 0));
+    flatbuffers::Offset<wire::CertificateSlot> certificate = 0;
+    if (spec.certificate_slot) {
+      schemas::CertificateSlotSpec slot;
+      slot.name = "identity";
+      slot.organization = "Acme";
+      slot.organizational_unit = "BCM";
+      slot.common_name = "{product} {uid}";
+      slot.validity_days = 3650;
+      slot.extended_key_usage = {"clientAuth"};
+      certificate = schemas::CreateCertificateSlot(fbb, slot);
+    }
     product_offsets.push_back(wire::CreateProduct(
         fbb, fbb.CreateString(spec.name), fbb.CreateString("acme"), fbb.CreateVector(slots),
         wire::SheFlagLayout::SHE_CLASSIC, fbb.CreateString(kTransportRef), spec.min_stock,
-        spec.target_stock, spec.reservation_timeout_s));
+        spec.target_stock, spec.reservation_timeout_s, certificate));
   }
   std::vector<flatbuffers::Offset<wire::Station>> stations;
   for (const auto& [id, keys] : station_curves_) {
@@ -305,6 +318,12 @@ std::vector<RecordView> PlantHarness::Records() {
         if (slot->m4() && slot->m4()->size() == 32) ++view.slots_with_proof;
       }
     }
+    if (const wire::RecordCertificate* c = body->certificate()) {
+      view.certificate = std::string(schemas::Text(c->certificate()));
+      view.certificate_chain = std::string(schemas::Text(c->chain()));
+      view.confirm_challenge = Copy(schemas::Bytes(c->confirm_challenge()));
+      view.confirmation = Copy(schemas::Bytes(c->confirmation()));
+    }
     records.push_back(view);
   }
   return records;
@@ -363,9 +382,86 @@ std::vector<PackageView> PlantHarness::PackagesOf(const std::string& station) {
                               Copy(schemas::Bytes(s->proof_digest()))});
       }
     }
+    if (const wire::CertificateChallenge* c = p->certificate()) {
+      view.certificate_slot = std::string(schemas::Text(c->slot()));
+      view.certificate_challenge = Copy(schemas::Bytes(c->challenge()));
+    }
     packages.push_back(std::move(view));
   }
   return packages;
+}
+
+std::optional<IssuedView> PlantHarness::RequestCertificate(const std::string& station,
+                                                           const PackageView& package,
+                                                           const hsm::SheUid& uid,
+                                                           const std::string& csr, std::string slot) {
+  size_t before = stations_.at(station)->Of(wire::MessageType::CertificateIssued).size();
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateCertificateRequest(fbb, fbb.CreateString(package.package_id),
+                                            schemas::CreateBytes(fbb, uid), fbb.CreateString(slot),
+                                            fbb.CreateString(csr)));
+  stations_.at(station)->Send({kPlant, "requests"}, wire::MessageType::CertificateRequest,
+                              schemas::FinishedBytes(fbb));
+  if (!stations_.at(station)->WaitFor([&](const std::vector<TestPeer::Received>& received) {
+        size_t n = 0;
+        for (const auto& r : received) n += r.type == wire::MessageType::CertificateIssued;
+        return n > before;
+      })) {
+    return std::nullopt;
+  }
+  const auto answer = stations_.at(station)->Of(wire::MessageType::CertificateIssued).at(before);
+  auto issued = schemas::DecodeMessage<wire::CertificateIssued>(answer.payload);
+  BOOST_REQUIRE(issued.ok());
+  IssuedView view;
+  if (const wire::PackageError* error = (*issued)->error()) {
+    view.error = static_cast<int>(error->code());
+    view.message = std::string(schemas::Text(error->message()));
+  }
+  view.certificate = std::string(schemas::Text((*issued)->certificate()));
+  view.chain = std::string(schemas::Text((*issued)->chain()));
+  view.confirm_challenge = Copy(schemas::Bytes((*issued)->confirm_challenge()));
+  return view;
+}
+
+void PlantHarness::Report(const std::string& station, const PackageView& package,
+                          const hsm::SheUid& uid, const CertificateReport& certificate) {
+  Report(station, package, uid, -1, &certificate);
+}
+
+std::string PlantHarness::InstallIssuingCa(const std::vector<ProductSpec>& products) {
+  const std::string generation = std::to_string(++ca_counter_);
+  const std::string key_name = "plant-ca/acme/" + generation;
+  const std::vector<uint8_t> challenge(32, static_cast<uint8_t>(0x40 + ca_counter_));
+  size_t before = kms_->Of(wire::MessageType::PlantCaCsr).size();
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreatePlantCaRequestDirect(fbb, (std::string(kPlant) + "/acme/" + generation).c_str(),
+                                              "acme", key_name.c_str(), "Acme", kPlant,
+                                              ("acme issuing CA plant-a " + generation).c_str(),
+                                              &challenge));
+  kms_->Send({kPlant, "control"}, wire::MessageType::PlantCaRequest, schemas::FinishedBytes(fbb));
+  BOOST_REQUIRE(kms_->WaitFor([&](const std::vector<TestPeer::Received>& received) {
+    size_t n = 0;
+    for (const auto& r : received) n += r.type == wire::MessageType::PlantCaCsr;
+    return n > before;
+  }));
+  const auto answer = kms_->Of(wire::MessageType::PlantCaCsr).at(before);
+  const auto* csr = flatbuffers::GetRoot<wire::PlantCaCsr>(answer.payload.data());
+  auto checked = hsm::CheckCsr(schemas::Text(csr->csr()), challenge);
+  BOOST_REQUIRE_MESSAGE(checked.ok(), checked.status().ToString());
+  auto root_key = oem_->GenerateKey(hsm::KeyKind::kEcdsaP256);
+  BOOST_REQUIRE(root_key.ok());
+  hsm::CertificateSubject root_subject;
+  root_subject.organization = "Acme";
+  root_subject.common_name = "Acme root " + generation;
+  auto root = hsm::SelfSignCa(*oem_, *root_key, root_subject, hsm::ValidForDaysFromNow(3650));
+  BOOST_REQUIRE(root.ok());
+  auto certificate =
+      hsm::IssueCaCertificate(*oem_, *root_key, *root, *checked, hsm::ValidForDaysFromNow(1825));
+  BOOST_REQUIRE(certificate.ok());
+  ConfigOptions options;
+  options.issuing_cas.push_back({"acme", key_name, *certificate, *root});
+  Configure(products, options);
+  return *root;
 }
 
 std::optional<PackageView> PlantHarness::Request(const std::string& station,
@@ -391,7 +487,8 @@ std::optional<PackageView> PlantHarness::Request(const std::string& station,
 }
 
 void PlantHarness::Report(const std::string& station, const PackageView& package,
-                          const hsm::SheUid& uid, int corrupt_slot) {
+                          const hsm::SheUid& uid, int corrupt_slot,
+                          const CertificateReport* certificate) {
   std::vector<hsm::KeyHandle> keys;
   {
     std::lock_guard lock(keys_mu_);
@@ -413,9 +510,16 @@ void PlantHarness::Report(const std::string& station, const PackageView& package
                                            schemas::CreateBytes(fbb, proof->m5),
                                            wire::EcuError::NONE, 1));
   }
+  flatbuffers::Offset<wire::CertificateResult> certificate_result = 0;
+  if (certificate != nullptr) {
+    certificate_result = wire::CreateCertificateResult(
+        fbb, fbb.CreateString(certificate->slot), static_cast<wire::EcuError>(certificate->ecu_error),
+        certificate->confirmation.empty() ? 0 : schemas::CreateBytes(fbb, certificate->confirmation),
+        fbb.CreateString(certificate->detail));
+  }
   fbb.Finish(wire::CreateInjectionResult(fbb, fbb.CreateString(package.package_id),
                                          schemas::CreateBytes(fbb, uid), fbb.CreateVector(slots), 1,
-                                         0));
+                                         0, certificate_result));
   stations_.at(station)->Send({kPlant, "requests"}, wire::MessageType::InjectionResult,
                               schemas::FinishedBytes(fbb));
 }

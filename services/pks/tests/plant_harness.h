@@ -82,6 +82,25 @@ struct PackageView {
     std::vector<uint8_t> proof_digest;
   };
   std::vector<Slot> slots;
+  std::string certificate_slot;                // empty: the package has no certificate slot
+  std::vector<uint8_t> certificate_challenge;  // the CSR's challenge
+};
+
+// A CertificateIssued as the station received it.
+struct IssuedView {
+  int error = 0;  // wire::PackageErrorCode as a number; 0: issued
+  std::string message;
+  std::string certificate;
+  std::string chain;
+  std::vector<uint8_t> confirm_challenge;
+};
+
+// What the station reports of the certificate slot in its InjectionResult.
+struct CertificateReport {
+  std::string slot = "identity";
+  int ecu_error = 0;  // wire::EcuError as a number
+  std::vector<uint8_t> confirmation;
+  std::string detail;
 };
 
 struct RecordView {
@@ -91,6 +110,10 @@ struct RecordView {
   bool injected = false;
   bool signature_valid = false;
   size_t slots_with_proof = 0;
+  std::string certificate;  // empty: the record carries no certificate
+  std::string certificate_chain;
+  std::vector<uint8_t> confirm_challenge;
+  std::vector<uint8_t> confirmation;
 };
 
 struct ProductSpec {
@@ -98,6 +121,8 @@ struct ProductSpec {
   uint32_t min_stock = 0;
   uint32_t target_stock = 0;
   uint32_t reservation_timeout_s = 60;
+  // With a certificate slot "identity" (O=Acme, OU=BCM, CN "{product} {uid}", clientAuth).
+  bool certificate_slot = false;
 };
 
 // The standard layout of the tests: MASTER_ECU_KEY (auth: transport key), KEY_1 and KEY_2
@@ -145,6 +170,9 @@ class PlantHarness {
                                 const std::string& request_id = "", std::string batch_id = "",
                                 const hsm::PublicKey* seal_for = nullptr);
   void SendVerificationRequest(const std::string& barrier_id);
+  // Has the PKS make its issuing CA for OEM "acme" (PlantCaRequest), signs its CSR with a new
+  // test OEM root, and configures `products` with that CA. Returns the root's PEM.
+  std::string InstallIssuingCa(const std::vector<ProductSpec>& products);
   std::vector<RecordView> Records();
   size_t shipped() {
     std::lock_guard lock(keys_mu_);
@@ -173,7 +201,14 @@ class PlantHarness {
   // Loads the package into a simulated ECU (the true M4/M5 from the shipped keys) and reports
   // it; `corrupt_slot` >= 0 reports a wrong M5 for that slot index.
   void Report(const std::string& station, const PackageView& package, const hsm::SheUid& uid,
-              int corrupt_slot = -1);
+              int corrupt_slot = -1, const CertificateReport* certificate = nullptr);
+  // Sends a CertificateRequest for `package` and waits for the CertificateIssued.
+  std::optional<IssuedView> RequestCertificate(const std::string& station, const PackageView& package,
+                                               const hsm::SheUid& uid, const std::string& csr,
+                                               std::string slot = "identity");
+  // Report with the certificate slot's outcome too.
+  void Report(const std::string& station, const PackageView& package, const hsm::SheUid& uid,
+              const CertificateReport& certificate);
   // Whether the package's M1..M3 are what the shipped keys and the transport key give.
   bool PackageIsCorrect(const PackageView& package, const hsm::SheUid& uid);
 
@@ -210,6 +245,7 @@ class PlantHarness {
   uint64_t config_version_ = 0;
   uint64_t batch_counter_ = 0;
   uint64_t request_counter_ = 0;
+  uint64_t ca_counter_ = 0;
 };
 
 }  // namespace keyline::pks::testing

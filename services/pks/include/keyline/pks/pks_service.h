@@ -31,6 +31,7 @@ struct ProductStatus {
   uint64_t requested = 0;
   uint64_t injected = 0;
   uint64_t burned = 0;
+  uint64_t certificates_issued = 0;  // ECU certificates its issuing CA signed for this product
 };
 
 struct QueueStatus {
