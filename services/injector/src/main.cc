@@ -65,7 +65,7 @@ nlohmann::json ToJson(const ProvisionOutcome& o) {
                                      : std::string(keyline::injector::EcuErrorName(slot.error))},
                      {"attempts", slot.attempts}});
   }
-  return {{"ecu_uid", keyline::ToHex(o.ecu_uid)},
+  nlohmann::json out = {{"ecu_uid", keyline::ToHex(o.ecu_uid)},
           {"product", o.product},
           {"station", o.station},
           {"plant", o.plant},
@@ -76,6 +76,16 @@ nlohmann::json ToJson(const ProvisionOutcome& o) {
           {"report", o.report},
           {"repeated", o.repeated},
           {"slots", slots}};
+  if (o.certificate) {
+    out["certificate"] = {{"slot", o.certificate->slot},
+                          {"outcome", o.certificate->error == keyline::injector::EcuError::kNone
+                                          ? "ok"
+                                          : std::string(keyline::injector::EcuErrorName(
+                                                o.certificate->error))},
+                          {"certificate", o.certificate->certificate},
+                          {"detail", o.certificate->detail}};
+  }
+  return out;
 }
 
 void PrintOutcome(const ProvisionOutcome& o) {
@@ -90,6 +100,13 @@ void PrintOutcome(const ProvisionOutcome& o) {
                     ? "ok"
                     : std::string(keyline::injector::EcuErrorName(slot.error)).c_str(),
                 slot.attempts);
+  }
+  if (o.certificate) {
+    std::printf("  certificate slot %s: %s%s%s\n", o.certificate->slot.c_str(),
+                o.certificate->error == keyline::injector::EcuError::kNone
+                    ? "issued, stored and confirmed"
+                    : std::string(keyline::injector::EcuErrorName(o.certificate->error)).c_str(),
+                o.certificate->detail.empty() ? "" : ": ", o.certificate->detail.c_str());
   }
   if (!o.report.empty()) {
     std::printf("  result %s\n", o.report == "acknowledged" ? "recorded by the PKS"

@@ -17,11 +17,17 @@ std::vector<uint8_t> EncodeEolReply(const ProvisionOutcome& o) {
                                                static_cast<wire::EcuError>(slot.error),
                                                slot.attempts));
   }
+  flatbuffers::Offset<wire::EolCertificateOutcome> certificate = 0;
+  if (o.certificate) {
+    certificate = wire::CreateEolCertificateOutcome(
+        fbb, fbb.CreateString(o.certificate->slot), static_cast<wire::EcuError>(o.certificate->error),
+        fbb.CreateString(o.certificate->certificate), fbb.CreateString(o.certificate->detail));
+  }
   fbb.Finish(wire::CreateEolReply(
       fbb, fbb.CreateString(o.outcome), fbb.CreateString(o.message), fbb.CreateString(o.product),
       schemas::CreateBytes(fbb, o.ecu_uid), fbb.CreateString(o.station), fbb.CreateString(o.plant),
       fbb.CreateString(o.key_set_id), fbb.CreateString(o.package_id), fbb.CreateVector(slots),
-      fbb.CreateString(o.report), o.repeated));
+      fbb.CreateString(o.report), o.repeated, certificate));
   std::span<const uint8_t> bytes = schemas::FinishedBytes(fbb);
   return {bytes.begin(), bytes.end()};
 }
@@ -46,6 +52,12 @@ StatusOr<ProvisionOutcome> DecodeEolReply(std::span<const uint8_t> bytes) {
       o.slots.push_back(SlotOutcome{slot->slot(), static_cast<EcuError>(slot->ecu_error()),
                                     slot->attempts()});
     }
+  }
+  if (const wire::EolCertificateOutcome* c = reply->certificate()) {
+    o.certificate = CertificateOutcome{std::string(schemas::Text(c->slot())),
+                                       static_cast<EcuError>(c->ecu_error()),
+                                       std::string(schemas::Text(c->certificate())),
+                                       std::string(schemas::Text(c->detail()))};
   }
   o.report = std::string(schemas::Text(reply->report()));
   o.repeated = reply->repeated();

@@ -1,5 +1,7 @@
 #include "provisioner.h"
 
+#include "certificate_step.h"
+
 #include <algorithm>
 #include <random>
 #include <thread>
@@ -46,6 +48,14 @@ Status CheckPackage(const wire::KeyPackage& package, const EcuUid& uid,
   if (package.slots() == nullptr || package.slots()->size() == 0) {
     return InvalidArgumentError("KeyPackage.slots: missing");
   }
+  if (const wire::CertificateChallenge* certificate = package.certificate()) {
+    if (schemas::Text(certificate->slot()).empty()) {
+      return InvalidArgumentError("KeyPackage.certificate.slot: missing");
+    }
+    RETURN_IF_ERROR(schemas::CheckFixedBytes(certificate->challenge(),
+                                             schemas::kCertificateChallengeBytes,
+                                             "KeyPackage.certificate.challenge"));
+  }
   for (const wire::PackageSlot* slot : *package.slots()) {
     if (slot->slot() > hsm::kSheMaxSlot) {
       return InvalidArgumentError("KeyPackage slot " + std::to_string(slot->slot()) +
@@ -59,7 +69,8 @@ Status CheckPackage(const wire::KeyPackage& package, const EcuUid& uid,
 }
 
 std::vector<uint8_t> BuildResult(const wire::KeyPackage& package, const EcuUid& uid,
-                                 const std::vector<LoadedSlot>& slots, uint16_t attempts) {
+                                 const std::vector<LoadedSlot>& slots, uint16_t attempts,
+                                 const std::optional<CertificateStep>& certificate) {
   flatbuffers::FlatBufferBuilder fbb(512);
   std::vector<flatbuffers::Offset<wire::ResultSlot>> results;
   for (const LoadedSlot& slot : slots) {
@@ -72,9 +83,17 @@ std::vector<uint8_t> BuildResult(const wire::KeyPackage& package, const EcuUid& 
                                              static_cast<wire::EcuError>(slot.outcome.error),
                                              slot.outcome.attempts));
   }
+  flatbuffers::Offset<wire::CertificateResult> certificate_result = 0;
+  if (certificate) {
+    const CertificateOutcome& c = certificate->outcome;
+    certificate_result = wire::CreateCertificateResult(
+        fbb, fbb.CreateString(c.slot), static_cast<wire::EcuError>(c.error),
+        certificate->confirmation.empty() ? 0 : schemas::CreateBytes(fbb, certificate->confirmation),
+        fbb.CreateString(c.detail));
+  }
   fbb.Finish(wire::CreateInjectionResult(
       fbb, fbb.CreateString(schemas::Text(package.package_id())), schemas::CreateBytes(fbb, uid),
-      fbb.CreateVector(results), attempts, NowUs()));
+      fbb.CreateVector(results), attempts, NowUs(), certificate_result));
   std::span<const uint8_t> bytes = schemas::FinishedBytes(fbb);
   return {bytes.begin(), bytes.end()};
 }
@@ -96,6 +115,23 @@ void Judge(const std::vector<LoadedSlot>& slots, ProvisionOutcome& out) {
                 out.key_set_id + ")";
 }
 
+// The certificate slot's verdict on top of the SHE slots' (which were all proven).
+void JudgeCertificate(const CertificateOutcome& certificate, ProvisionOutcome& out) {
+  out.certificate = certificate;
+  if (certificate.error == EcuError::kNone) {
+    out.message += "; certificate slot " + certificate.slot + " issued, stored and confirmed";
+    return;
+  }
+  out.outcome = std::string(EcuErrorName(certificate.error));
+  out.message = "certificate slot " + certificate.slot + ": " + out.outcome + " (" +
+                certificate.detail + "); key set " + out.key_set_id +
+                " is burned, the ECU needs a supervisor decision";
+}
+
+std::string CertificateKey(std::string_view package_id) {
+  return "certificate/" + std::string(package_id);
+}
+
 std::string SessionTag() {
   std::random_device random;
   std::uniform_int_distribution<uint32_t> pick;
@@ -114,6 +150,17 @@ Status Provisioner::OnDelivery(const broker::Delivery& delivery, broker::WriteCo
   if (delivery.peer != options_.plant) {
     return PermissionDeniedError("message from \"" + delivery.peer + "\", not the PKS of " +
                                  options_.plant);
+  }
+  if (delivery.type == wire::MessageType::CertificateIssued) {
+    ASSIGN_OR_RETURN(const wire::CertificateIssued* issued,
+                     schemas::DecodeMessage<wire::CertificateIssued>(delivery.payload));
+    std::string key = CertificateKey(schemas::Text(issued->package_id()));
+    std::lock_guard lock(mu_);
+    if (awaited_.count(key) != 0) {
+      arrived_[key].assign(delivery.payload.begin(), delivery.payload.end());
+      arrived_cv_.notify_all();
+    }
+    return Status::Ok();  // a late answer nobody waits for: the next ask gets the same one
   }
   if (delivery.type != wire::MessageType::KeyPackage) {
     return InvalidArgumentError("unexpected " +
@@ -217,28 +264,15 @@ std::vector<uint8_t> Provisioner::FetchPackage(const EcuUid& uid, const std::str
                                            fbb.CreateString(options_.station),
                                            fbb.CreateString(product),
                                            schemas::CreateBytes(fbb, uid)));
-  {
-    std::lock_guard lock(mu_);
-    awaited_.insert(request_id);
-  }
-  Status queued = store_->Commit([&](broker::WriteContext& write) {
+  auto answer = SendAndWait(request_id, [&](broker::WriteContext& write) {
     return write.Send({options_.plant, kRequestsStream}, wire::MessageType::KeyPackageRequest,
                       schemas::FinishedBytes(fbb))
         .status();
   });
-  std::vector<uint8_t> package;
-  std::unique_lock lock(mu_);
-  if (queued.ok()) {
-    arrived_cv_.wait_for(lock, options_.package_timeout,
-                         [&] { return arrived_.count(request_id) != 0; });
-    if (auto it = arrived_.find(request_id); it != arrived_.end()) package = std::move(it->second);
-  }
-  awaited_.erase(request_id);
-  arrived_.erase(request_id);
-  lock.unlock();
-  if (!queued.ok()) {
+  std::vector<uint8_t> package = answer.ok() ? std::move(*answer) : std::vector<uint8_t>();
+  if (!answer.ok()) {
     out.outcome = kOutcomeInternal;
-    out.message = "cannot queue the request for the PKS: " + queued.message();
+    out.message = "cannot queue the request for the PKS: " + answer.status().message();
   } else if (package.empty()) {
     out.outcome = kOutcomePksUnreachable;
     out.message = "no key package from the PKS of " + options_.plant + " within " +
@@ -246,6 +280,25 @@ std::vector<uint8_t> Provisioner::FetchPackage(const EcuUid& uid, const std::str
                   " ms; the request stays queued, ask again";
   }
   return package;
+}
+
+StatusOr<std::vector<uint8_t>> Provisioner::SendAndWait(
+    const std::string& key, const std::function<Status(broker::WriteContext&)>& send) {
+  {
+    std::lock_guard lock(mu_);
+    awaited_.insert(key);
+  }
+  Status queued = store_->Commit(send);
+  std::vector<uint8_t> answer;
+  std::unique_lock lock(mu_);
+  if (queued.ok()) {
+    arrived_cv_.wait_for(lock, options_.package_timeout, [&] { return arrived_.count(key) != 0; });
+    if (auto it = arrived_.find(key); it != arrived_.end()) answer = std::move(it->second);
+  }
+  awaited_.erase(key);
+  arrived_.erase(key);
+  if (!queued.ok()) return queued;
+  return answer;
 }
 
 ProvisionOutcome Provisioner::LoadAndReport(const EcuUid& uid, const std::string& product,
@@ -269,7 +322,25 @@ ProvisionOutcome Provisioner::LoadAndReport(const EcuUid& uid, const std::string
 
   std::vector<LoadedSlot> slots = LoadPackage(*ecu_, uid, *package, options_.load);
   Judge(slots, out);
-  std::vector<uint8_t> result = BuildResult(*package, uid, slots, entry.attempts);
+  std::optional<CertificateStep> certificate;
+  if (package->certificate() != nullptr) {
+    if (out.provisioned()) {
+      std::string key = CertificateKey(schemas::Text(package->package_id()));
+      certificate = RunCertificateSlot(
+          *ecu_, uid, *package, options_.load, [&](std::span<const uint8_t> request) {
+            return SendAndWait(key, [&](broker::WriteContext& write) {
+              return write.Send({options_.plant, kRequestsStream},
+                                wire::MessageType::CertificateRequest, request)
+                  .status();
+            });
+          });
+      JudgeCertificate(certificate->outcome, out);
+    } else {
+      certificate = CertificateStep{CertificateNotAttempted(*package), {}};
+      out.certificate = certificate->outcome;
+    }
+  }
+  std::vector<uint8_t> result = BuildResult(*package, uid, slots, entry.attempts, certificate);
 
   // Report and journal in one write. A refused write (disk full) is retried for a while: the
   // ECU holds the keys now, and only this report can prove it.

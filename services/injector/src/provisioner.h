@@ -3,7 +3,8 @@
 //   1. The journal has a REPORTED entry: answer what was answered then (repeated).
 //   2. Else the KeyPackage: from the journal (an earlier call or a crash left it), or a
 //      KeyPackageRequest through the durable outbox to the PKS and a wait for the answer.
-//   3. Count the attempt durably, load every slot through the EcuLink, check each proof.
+//   3. Count the attempt durably, load every slot through the EcuLink, check each proof; then
+//      the certificate slot, if the package has one (certificate_step.h).
 //   4. In ONE write: the InjectionResult into the outbox and the journal entry REPORTED.
 //   5. Wait a little for the PKS's acknowledgement (it recorded the result), then answer.
 //
@@ -12,6 +13,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -49,7 +51,7 @@ class Provisioner {
               ProvisionerOptions options);
 
   // The PKS link's DeliveryHandler: KeyPackages go to the journal (in the delivery's write)
-  // and to the call waiting for them.
+  // and to the call waiting for them; CertificateIssued to the call waiting for it.
   Status OnDelivery(const broker::Delivery& delivery, broker::WriteContext& write);
 
   ProvisionOutcome Provision(const EcuUid& uid, const std::string& product);
@@ -61,6 +63,10 @@ class Provisioner {
                                   const std::optional<JournalEntry>& entry, ProvisionOutcome& out);
   std::vector<uint8_t> FetchPackage(const EcuUid& uid, const std::string& product,
                                     ProvisionOutcome& out);
+  // Queues what `send` writes for the PKS and waits up to package_timeout for the answer that
+  // OnDelivery files under `key`; empty when none came.
+  StatusOr<std::vector<uint8_t>> SendAndWait(
+      const std::string& key, const std::function<Status(broker::WriteContext&)>& send);
   ProvisionOutcome LoadAndReport(const EcuUid& uid, const std::string& product,
                                  std::vector<uint8_t> package_bytes, uint16_t attempts,
                                  ProvisionOutcome out);
@@ -75,8 +81,10 @@ class Provisioner {
 
   std::mutex mu_;  // guards the two below; the link's thread fills them
   std::condition_variable arrived_cv_;
-  std::set<std::string> awaited_;                         // request ids a call waits for
-  std::map<std::string, std::vector<uint8_t>> arrived_;   // request id -> KeyPackage bytes
+  // Answers a call waits for: a KeyPackage by request id, a CertificateIssued by
+  // CertificateKey(package id).
+  std::set<std::string> awaited_;
+  std::map<std::string, std::vector<uint8_t>> arrived_;
   uint64_t request_counter_ = 0;
 };
 

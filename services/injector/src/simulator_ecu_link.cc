@@ -20,6 +20,8 @@ std::string_view EcuErrorName(EcuError error) {
     case EcuError::kGeneralError: return "GENERAL_ERROR";
     case EcuError::kWrongProof: return "WRONG_PROOF";
     case EcuError::kNotAttempted: return "NOT_ATTEMPTED";
+    case EcuError::kCertificateNotIssued: return "CERTIFICATE_NOT_ISSUED";
+    case EcuError::kWrongConfirmation: return "WRONG_CONFIRMATION";
   }
   return "UNKNOWN";
 }
@@ -120,7 +122,90 @@ class SimulatorEcuLink final : public EcuLink {
     return slots;
   }
 
+  StatusOr<EcuCertificateAnswer> GenerateKeyPair(const EcuUid& uid, const std::string& slot,
+                                                 std::span<const uint8_t> challenge,
+                                                 std::chrono::milliseconds timeout) override {
+    flatbuffers::FlatBufferBuilder fbb(256);
+    fbb.Finish(wire::CreateEcuRequest(fbb, fbb.CreateVector(uid.data(), uid.size()),
+                                      wire::EcuOp::GENERATE_KEY_PAIR, 0, 0, 0,
+                                      fbb.CreateString(slot), fbb.CreateVector(challenge.data(),
+                                                                               challenge.size())));
+    return CertificateCall(fbb, uid, timeout, [](const wire::EcuReply& reply,
+                                                 EcuCertificateAnswer& answer) -> Status {
+      std::string_view csr = schemas::Text(reply.csr());
+      if (csr.empty() || csr.size() > schemas::kMaxPemBytes) {
+        return DataLossError("EcuReply.csr: missing or longer than " +
+                             std::to_string(schemas::kMaxPemBytes) + " bytes");
+      }
+      answer.csr = std::string(csr);
+      return Status::Ok();
+    });
+  }
+
+  StatusOr<EcuCertificateAnswer> StoreCertificate(const EcuUid& uid, const std::string& slot,
+                                                  const std::string& certificate_pem,
+                                                  std::span<const uint8_t> challenge,
+                                                  std::chrono::milliseconds timeout) override {
+    flatbuffers::FlatBufferBuilder fbb(2048);
+    fbb.Finish(wire::CreateEcuRequest(
+        fbb, fbb.CreateVector(uid.data(), uid.size()), wire::EcuOp::STORE_CERTIFICATE, 0, 0, 0,
+        fbb.CreateString(slot), fbb.CreateVector(challenge.data(), challenge.size()),
+        fbb.CreateString(certificate_pem)));
+    return CertificateCall(fbb, uid, timeout, [](const wire::EcuReply& reply,
+                                                 EcuCertificateAnswer& answer) -> Status {
+      std::span<const uint8_t> signature = schemas::Bytes(reply.signature());
+      if (signature.empty() || signature.size() > 128) {
+        return DataLossError("EcuReply.signature: missing or not a P-256 signature");
+      }
+      answer.signature.assign(signature.begin(), signature.end());
+      return Status::Ok();
+    });
+  }
+
  private:
+  // One certificate-slot request: silence and refusals become outcomes, an OK reply goes to
+  // `read_ok` for the field it must carry.
+  template <typename ReadOk>
+  StatusOr<EcuCertificateAnswer> CertificateCall(flatbuffers::FlatBufferBuilder& fbb,
+                                                 const EcuUid& uid,
+                                                 std::chrono::milliseconds timeout, ReadOk read_ok) {
+    EcuCertificateAnswer answer;
+    auto reply_bytes = client_->Call(std::span<const uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()),
+                                     static_cast<int>(timeout.count()));
+    if (!reply_bytes.ok()) {
+      const Status& s = reply_bytes.status();
+      if (s.code() == StatusCode::kDeadlineExceeded) {
+        answer.error = EcuError::kTimeout;
+        answer.detail = s.message();
+        return answer;
+      }
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kUnauthenticated) {
+        answer.error = EcuError::kNoAnswer;
+        answer.detail = s.message();
+        return answer;
+      }
+      return Status(s.code(), "ECU simulator refused the request: " + s.message());
+    }
+    ASSIGN_OR_RETURN(const wire::EcuReply* reply,
+                     schemas::DecodeVerified<wire::EcuReply>(*reply_bytes, "EcuReply"));
+    RETURN_IF_ERROR(CheckUid(reply, uid));
+    switch (reply->status()) {
+      case wire::EcuStatus::OK:
+        RETURN_IF_ERROR(read_ok(*reply, answer));
+        return answer;
+      case wire::EcuStatus::CERTIFICATE_MISMATCH:
+        answer.error = EcuError::kKeyInvalid;
+        answer.detail = "the ECU says the certificate does not hold its key for this slot";
+        return answer;
+      case wire::EcuStatus::GENERAL_ERROR:
+        answer.error = EcuError::kGeneralError;
+        return answer;
+      default:
+        return DataLossError("EcuReply.status: " + std::to_string(static_cast<int>(reply->status())) +
+                             " is not an answer to a certificate request");
+    }
+  }
+
   static Status CheckUid(const wire::EcuReply* reply, const EcuUid& uid) {
     RETURN_IF_ERROR(schemas::CheckFixedBytes(reply->ecu_uid(), 15, "EcuReply.ecu_uid"));
     if (!std::equal(uid.begin(), uid.end(), reply->ecu_uid()->data())) {

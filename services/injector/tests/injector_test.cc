@@ -3,6 +3,10 @@
 // the SHE protocol, and the KMS side sees the records the PKS writes.
 #include <boost/test/unit_test.hpp>
 
+#include <map>
+
+#include "keyline/common/hex.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/wire/eol_generated.h"
 #include "station_harness.h"
 
@@ -178,6 +182,64 @@ BOOST_AUTO_TEST_CASE(a_wrong_proof_is_caught_by_the_injector_itself) {
   BOOST_REQUIRE(records.size() == 1u);
   BOOST_TEST(!records[0].injected);
   BOOST_TEST(records[0].burn_reason.find("WRONG_PROOF") != std::string::npos);
+}
+
+// A product with a certificate slot: after the SHE slots the ECU makes its key pair, the PKS's
+// issuing CA certifies it, the ECU stores the certificate and confirms; the record carries it
+// and it chains to the OEM root. A CA missing at the plant fails the ECU with a clear reason.
+BOOST_AUTO_TEST_CASE(a_certificate_slot_ends_with_a_confirmed_certificate_chaining_to_the_oem) {
+  Station station;
+  const ProductSpec product{.name = kProduct, .certificate_slot = true};
+  station.plant().Configure({product});  // no issuing CA yet
+  for (int i = 0; i < 200 && station.plant().pks().Snapshot().config_version < 2; ++i) {
+    std::this_thread::sleep_for(25ms);
+  }
+  station.StartAgent();
+  ProvisionOutcome refused = station.agent().Provision(Uid(8), kProduct);
+  BOOST_TEST(refused.outcome == "CERTIFICATE_NOT_ISSUED", refused.message);
+  BOOST_REQUIRE(refused.certificate.has_value());
+  BOOST_TEST(refused.certificate->detail.find("NO_ISSUING_CA") != std::string::npos,
+             refused.certificate->detail);
+
+  const std::string root = station.plant().InstallIssuingCa({product});
+  for (int i = 0; i < 200 && station.plant().pks().Snapshot().issuing_cas.empty(); ++i) {
+    std::this_thread::sleep_for(25ms);
+  }
+  ProvisionOutcome outcome = station.agent().Provision(Uid(9), kProduct);
+  BOOST_TEST(outcome.outcome == kOutcomeProvisioned, outcome.message);
+  BOOST_REQUIRE(outcome.certificate.has_value());
+  BOOST_TEST(outcome.certificate->slot == "identity");
+  BOOST_TEST(outcome.certificate->error == EcuError::kNone);
+  const std::string certificate = outcome.certificate->certificate;
+  auto info = hsm::InspectCertificate(certificate);
+  BOOST_REQUIRE(info.ok());
+  BOOST_TEST(info->subject.serial_number == ToHex(Uid(9)));
+
+  std::map<std::string, std::string> stored;
+  for (const auto& ecu : station.ecu().simulator().Ecus()) {
+    if (ecu.uid == Uid(9)) stored = ecu.certificates;
+  }
+  BOOST_TEST(stored["identity"] == certificate);
+
+  auto records = station.Records(2);
+  BOOST_REQUIRE(records.size() == 2u);
+  BOOST_TEST(!records[0].injected);
+  BOOST_TEST(records[0].burn_reason.find("no certificate was issued") != std::string::npos,
+             records[0].burn_reason);
+  BOOST_TEST(records[1].injected, records[1].burn_reason);
+  BOOST_TEST(records[1].certificate == certificate);
+  std::vector<std::string> chain{records[1].certificate_chain};
+  Status chains = hsm::VerifyChain(certificate, chain, root,
+                                   std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
+  BOOST_TEST(chains.ok(), chains.ToString());
+
+  // Asked again: the journal's answer, nothing generated or issued again.
+  uint64_t csrs = station.ecu().simulator().counters().csrs;
+  ProvisionOutcome again = station.agent().Provision(Uid(9), kProduct);
+  BOOST_TEST(again.repeated);
+  BOOST_REQUIRE(again.certificate.has_value());
+  BOOST_TEST(again.certificate->certificate == certificate);
+  BOOST_TEST(station.ecu().simulator().counters().csrs == csrs);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// EcuLink: how the injector talks to one ECU on the EOL station (CMD_LOAD_KEY and a read of the
-// slots). SimulatorEcuLink speaks to keyline-ecu-sim; UDS over DoIP or CAN goes here later.
+// EcuLink: how the injector talks to one ECU on the EOL station (CMD_LOAD_KEY, a read of the
+// slots, and a certificate slot's key pair and certificate). SimulatorEcuLink speaks to keyline-ecu-sim; UDS over DoIP or CAN goes here later.
 // No transport types in this header.
 #pragma once
 
@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ enum class EcuError : uint8_t {
   // The injector's own verdicts; an EcuLink never returns these.
   kWrongProof = 8,         // the ECU answered, but M4/M5 do not match the expected proof
   kNotAttempted = 9,       // not loaded because an earlier slot failed
+  kCertificateNotIssued = 10,  // the PKS issued no certificate (refused, or no answer in time)
+  kWrongConfirmation = 11,     // the ECU's confirmation does not verify with the certificate
 };
 std::string_view EcuErrorName(EcuError error);
 
@@ -38,6 +41,15 @@ struct EcuLoadResult {
   std::array<uint8_t, 32> m4{};  // valid when error is kNone
   std::array<uint8_t, 16> m5{};
   std::string detail;            // what the link knows beyond the code, for logs
+};
+
+// The answer to GenerateKeyPair (csr set when error is kNone) or StoreCertificate (signature
+// set when error is kNone; kKeyInvalid when the certificate does not hold the slot's key).
+struct EcuCertificateAnswer {
+  EcuError error = EcuError::kNone;
+  std::string csr;                 // PEM
+  std::vector<uint8_t> signature;  // DER ECDSA over hsm::CertificateConfirmationMessage
+  std::string detail;
 };
 
 struct EcuSlotState {
@@ -60,6 +72,14 @@ class EcuLink {
   // Every slot's state (never a key). No answer in time is DEADLINE_EXCEEDED.
   [[nodiscard]] virtual StatusOr<std::vector<EcuSlotState>> GetInfo(
       const EcuUid& uid, std::chrono::milliseconds timeout) = 0;
+  // The certificate slot's key pair (made inside the ECU) and a CSR over `challenge`.
+  [[nodiscard]] virtual StatusOr<EcuCertificateAnswer> GenerateKeyPair(
+      const EcuUid& uid, const std::string& slot, std::span<const uint8_t> challenge,
+      std::chrono::milliseconds timeout) = 0;
+  // Stores the slot's certificate and signs the confirmation over `challenge`.
+  [[nodiscard]] virtual StatusOr<EcuCertificateAnswer> StoreCertificate(
+      const EcuUid& uid, const std::string& slot, const std::string& certificate_pem,
+      std::span<const uint8_t> challenge, std::chrono::milliseconds timeout) = 0;
 };
 
 // EcuLink to keyline-ecu-sim over CurveZMQ (schemas/ecu_link.fbs). A simulated silence

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +31,14 @@ struct SlotOutcome {
   uint16_t attempts = 0;             // loads sent (0: not attempted)
 };
 
+// The product's certificate slot, when it has one.
+struct CertificateOutcome {
+  std::string slot;
+  EcuError error = EcuError::kNone;  // kNone: stored and confirmed
+  std::string certificate;           // PEM, once issued
+  std::string detail;
+};
+
 struct ProvisionOutcome {
   // kOutcomeProvisioned, a PackageErrorCode name (OUT_OF_STOCK, ...), the EcuError name of the
   // failing slot (TIMEOUT, WRONG_PROOF, ...), or one of the kOutcome* above.
@@ -42,6 +51,7 @@ struct ProvisionOutcome {
   std::string key_set_id;
   std::string package_id;
   std::vector<SlotOutcome> slots;
+  std::optional<CertificateOutcome> certificate;
   std::string report;     // kReportAcknowledged, kReportQueued or "" (nothing reported)
   bool repeated = false;  // answered from the journal: done before
 
