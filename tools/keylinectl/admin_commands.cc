@@ -25,6 +25,7 @@
 #include <iostream>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -36,8 +37,10 @@
 #include "keyline/common/hex.h"
 #include "keyline/hsm/key_custody.h"
 #include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/kms/batch_file.h"
 #include "keyline/schemas/build.h"
+#include "keyline/schemas/certificate_slot.h"
 #include "keyline/wire/admin_generated.h"
 #include "kms_client.h"
 
@@ -251,8 +254,35 @@ struct CatalogArgs {
       mode, interval = "0";
   std::vector<std::string> slots;
   std::string min_stock, target_stock, reservation_timeout;
+  // The product's ECU certificate slot (docs/certificates.md); none when certificate_slot is empty.
+  std::string certificate_slot, certificate_organization, certificate_unit,
+      certificate_cn = "{product} {uid}", certificate_days = "5475";
+  std::vector<std::string> certificate_key_usage, certificate_eku;
   bool json = false;
 };
+
+// The certificate slot the options describe, or none.
+StatusOr<std::optional<schemas::CertificateSlotSpec>> CertificateSlotOf(const CatalogArgs& args) {
+  bool other = !args.certificate_organization.empty() || !args.certificate_unit.empty() ||
+               !args.certificate_key_usage.empty() || !args.certificate_eku.empty();
+  if (args.certificate_slot.empty()) {
+    if (other) return InvalidArgumentError("--certificate-* options need --certificate-slot NAME");
+    return std::optional<schemas::CertificateSlotSpec>();
+  }
+  RETURN_IF_ERROR(schemas::CheckCertificateSlotName(args.certificate_slot));
+  schemas::CertificateSlotSpec spec;
+  spec.name = args.certificate_slot;
+  spec.organization = args.certificate_organization;
+  spec.organizational_unit = args.certificate_unit;
+  spec.common_name = args.certificate_cn;
+  ASSIGN_OR_RETURN(spec.validity_days, ParseNumber(args.certificate_days, "--certificate-days",
+                                                   schemas::kMaxCertificateValidityDays));
+  if (spec.validity_days == 0) return OutOfRangeError("--certificate-days must be above 0");
+  spec.key_usage = args.certificate_key_usage;
+  spec.extended_key_usage = args.certificate_eku;
+  RETURN_IF_ERROR(hsm::CheckEndEntityUsages(spec.key_usage, spec.extended_key_usage));
+  return std::optional<schemas::CertificateSlotSpec>(std::move(spec));
+}
 
 void RegisterCatalog(CLI::App& root, CommandContext& context) {
   auto args = std::make_shared<CatalogArgs>();
@@ -267,6 +297,16 @@ void RegisterCatalog(CLI::App& root, CommandContext& context) {
   padd->add_option("--min-stock", args->min_stock, "plants ask for stock below this")->required();
   padd->add_option("--target-stock", args->target_stock, "plants fill up to this")->required();
   padd->add_option("--reservation-timeout", args->reservation_timeout, "seconds before a reservation is burned")->required();
+  padd->add_option("--certificate-slot", args->certificate_slot,
+                   "give each ECU a P-256 key pair and a certificate in this slot (docs/certificates.md)");
+  padd->add_option("--certificate-organization", args->certificate_organization, "certificate subject O");
+  padd->add_option("--certificate-unit", args->certificate_unit, "certificate subject OU");
+  padd->add_option("--certificate-cn", args->certificate_cn,
+                   "certificate subject CN; {uid} {product} {oem} are replaced (default \"{product} {uid}\")");
+  padd->add_option("--certificate-days", args->certificate_days, "certificate lifetime in days (default 5475)");
+  padd->add_option("--certificate-key-usage", args->certificate_key_usage,
+                   "digitalSignature, keyAgreement or nonRepudiation (repeat; default digitalSignature)");
+  padd->add_option("--certificate-eku", args->certificate_eku, "clientAuth or serverAuth (repeat; default none)");
   padd->add_flag("--json", args->json, "print JSON");
   args->kms.AddOptions(*padd);
   padd->callback([args, &context] {
@@ -298,11 +338,14 @@ void RegisterCatalog(CLI::App& root, CommandContext& context) {
         return InvalidArgumentError("--target-stock must be above 0 and at least --min-stock");
       }
       if (timeout == 0) return OutOfRangeError("--reservation-timeout must be above 0");
+      ASSIGN_OR_RETURN(std::optional<schemas::CertificateSlotSpec> certificate, CertificateSlotOf(*args));
+      auto certificate_slot = certificate ? schemas::CreateCertificateSlot(fbb, *certificate) : 0;
       auto p = wire::CreateProduct(fbb, fbb.CreateString(args->name), fbb.CreateString(args->oem),
                                    fbb.CreateVector(slots),
                                    args->flag_layout == "plus" ? wire::SheFlagLayout::SHE_PLUS
                                                                : wire::SheFlagLayout::SHE_CLASSIC,
-                                   fbb.CreateString(args->transport_key), min_stock, target, timeout);
+                                   fbb.CreateString(args->transport_key), min_stock, target, timeout,
+                                   certificate_slot);
       auto c = wire::CreateProductAdd(fbb, p);
       ASSIGN_OR_RETURN(auto answer, Ask(args->kms, Finish(fbb, wire::AdminCommand::ProductAdd, c.Union())));
       Print(*context.out, args->json, answer.json, "product " + args->name + " registered");

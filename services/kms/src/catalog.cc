@@ -9,6 +9,7 @@
 
 #include "keyline/broker/queue_id.h"
 #include "keyline/common/hex.h"
+#include "keyline/hsm/x509.h"
 #include "keyline/schemas/build.h"
 #include "keyline/schemas/decode.h"
 #include "keyline/wire/kms_store_generated.h"
@@ -30,27 +31,11 @@ flatbuffers::Offset<wire::Product> CreateProduct(flatbuffers::FlatBufferBuilder&
   for (const SlotSpec& s : p.slots) {
     slots.push_back(wire::CreateSlotLayout(fbb, s.slot, s.auth_slot, s.counter, s.flags));
   }
+  auto certificate = p.certificate ? schemas::CreateCertificateSlot(fbb, *p.certificate) : 0;
   return wire::CreateProduct(fbb, fbb.CreateString(p.name), fbb.CreateString(p.oem),
                              fbb.CreateVector(slots), static_cast<wire::SheFlagLayout>(p.flag_layout),
                              fbb.CreateString(p.transport_key_ref), p.min_stock, p.target_stock,
-                             p.reservation_timeout_s);
-}
-
-ProductSpec ReadProduct(const wire::Product& p) {
-  ProductSpec spec;
-  spec.name = std::string(schemas::Text(p.name()));
-  spec.oem = std::string(schemas::Text(p.oem()));
-  if (p.slots() != nullptr) {
-    for (const auto* s : *p.slots()) {
-      if (s != nullptr) spec.slots.push_back({s->slot(), s->auth_slot(), s->counter(), s->flags()});
-    }
-  }
-  spec.flag_layout = static_cast<uint8_t>(p.flag_layout());
-  spec.transport_key_ref = std::string(schemas::Text(p.transport_key_ref()));
-  spec.min_stock = p.min_stock();
-  spec.target_stock = p.target_stock();
-  spec.reservation_timeout_s = p.reservation_timeout_s();
-  return spec;
+                             p.reservation_timeout_s, certificate);
 }
 
 bool SameProduct(const ProductSpec& a, const ProductSpec& b) {
@@ -64,7 +49,8 @@ bool SameProduct(const ProductSpec& a, const ProductSpec& b) {
   }
   return a.name == b.name && a.oem == b.oem && a.flag_layout == b.flag_layout &&
          a.transport_key_ref == b.transport_key_ref && a.min_stock == b.min_stock &&
-         a.target_stock == b.target_stock && a.reservation_timeout_s == b.reservation_timeout_s;
+         a.target_stock == b.target_stock && a.reservation_timeout_s == b.reservation_timeout_s &&
+         a.certificate == b.certificate;
 }
 
 std::string Quote(std::string_view text) {
@@ -77,6 +63,26 @@ std::string Quote(std::string_view text) {
 }
 
 }  // namespace
+
+StatusOr<ProductSpec> ReadProduct(const wire::Product& p) {
+  ProductSpec spec;
+  spec.name = std::string(schemas::Text(p.name()));
+  spec.oem = std::string(schemas::Text(p.oem()));
+  if (p.slots() != nullptr) {
+    for (const auto* s : *p.slots()) {
+      if (s != nullptr) spec.slots.push_back({s->slot(), s->auth_slot(), s->counter(), s->flags()});
+    }
+  }
+  spec.flag_layout = static_cast<uint8_t>(p.flag_layout());
+  spec.transport_key_ref = std::string(schemas::Text(p.transport_key_ref()));
+  spec.min_stock = p.min_stock();
+  spec.target_stock = p.target_stock();
+  spec.reservation_timeout_s = p.reservation_timeout_s();
+  if (p.certificate() != nullptr) {
+    ASSIGN_OR_RETURN(spec.certificate, schemas::ReadCertificateSlot(*p.certificate(), "product " + spec.name));
+  }
+  return spec;
+}
 
 Status ValidateProduct(const ProductSpec& p) {
   RETURN_IF_ERROR(broker::ValidateName("product name", p.name));
@@ -115,6 +121,10 @@ Status ValidateProduct(const ProductSpec& p) {
   if (p.reservation_timeout_s == 0) {
     return InvalidArgumentError("product " + p.name + ": reservation time-out must be above 0");
   }
+  if (p.certificate) {
+    Status usages = hsm::CheckEndEntityUsages(p.certificate->key_usage, p.certificate->extended_key_usage);
+    if (!usages.ok()) return InvalidArgumentError("product " + p.name + ": " + usages.message());
+  }
   return Status::Ok();
 }
 
@@ -134,7 +144,7 @@ Status Catalog::Load() {
       oems_[spec.name] = spec;
     } else if (key.rfind("product/", 0) == 0) {
       ASSIGN_OR_RETURN(const wire::Product* product, schemas::DecodeVerified<wire::Product>(value, key));
-      ProductSpec spec = ReadProduct(*product);
+      ASSIGN_OR_RETURN(ProductSpec spec, ReadProduct(*product));
       products_[spec.name] = spec;
     } else if (key.rfind("plant/", 0) == 0) {
       ASSIGN_OR_RETURN(const wire::KmsPlant* plant, schemas::DecodeVerified<wire::KmsPlant>(value, key));

@@ -16,7 +16,12 @@
 
 #include "audit_log.h"
 #include "keyline/broker/curve_keys.h"
+#include "keyline/schemas/certificate_slot.h"
 #include "kms_context.h"
+
+namespace keyline::wire {
+struct Product;
+}  // namespace keyline::wire
 
 namespace keyline::kms {
 
@@ -36,6 +41,8 @@ struct ProductSpec {
   uint32_t min_stock = 0;
   uint32_t target_stock = 0;
   uint32_t reservation_timeout_s = 0;
+  // Set when the product's ECUs also get a key pair and a certificate (docs/certificates.md).
+  std::optional<schemas::CertificateSlotSpec> certificate;
 };
 
 struct StationSpec {
@@ -126,5 +133,10 @@ class Catalog {
 
 // Checks a product's fields (slot ranges, flags for its layout, quotas); errors name the field.
 [[nodiscard]] Status ValidateProduct(const ProductSpec& product);
+
+// A verified wire Product in C++ form (an admin's ProductAdd, a stored product). Refuses a
+// certificate slot that does not read (schemas::ReadCertificateSlot); the rest is checked by
+// ValidateProduct.
+[[nodiscard]] StatusOr<ProductSpec> ReadProduct(const wire::Product& product);
 
 }  // namespace keyline::kms

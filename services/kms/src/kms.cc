@@ -253,20 +253,12 @@ class Kms::Impl {
       case wire::AdminCommand::ProductAdd: {
         const auto* c = request->command_as_ProductAdd();
         if (c->product() == nullptr) return InvalidArgumentError("product add: no product given");
-        const wire::Product* p = c->product();
-        ProductSpec spec;
-        spec.name = std::string(schemas::Text(p->name()));
-        spec.oem = std::string(schemas::Text(p->oem()));
-        if (p->slots()) {
-          for (const auto* s : *p->slots()) spec.slots.push_back({s->slot(), s->auth_slot(), s->counter(), s->flags()});
-        }
-        spec.flag_layout = static_cast<uint8_t>(p->flag_layout());
-        spec.transport_key_ref = std::string(schemas::Text(p->transport_key_ref()));
-        spec.min_stock = p->min_stock();
-        spec.target_stock = p->target_stock();
-        spec.reservation_timeout_s = p->reservation_timeout_s();
+        ASSIGN_OR_RETURN(ProductSpec spec, ReadProduct(*c->product()));
         RETURN_IF_ERROR(catalog_->AddProduct(spec, peer));
-        return Reply({{"product", spec.name}, {"oem", spec.oem}, {"slots", spec.slots.size()}});
+        return Reply({{"product", spec.name},
+                       {"oem", spec.oem},
+                       {"slots", spec.slots.size()},
+                       {"certificate_slot", spec.certificate ? spec.certificate->name : ""}});
       }
       case wire::AdminCommand::PlantAdd: {
         const auto* c = request->command_as_PlantAdd();
@@ -567,6 +559,13 @@ class Kms::Impl {
                           {"burned", burned}, {"min_stock", p.min_stock}, {"target_stock", p.target_stock},
                           {"counts_conserved", imported[p.name] == in_stock + shipped + injected + burned},
                           {"slots", slots}});
+      if (p.certificate) {
+        products.back()["certificate_slot"] = {
+            {"name", p.certificate->name}, {"organization", p.certificate->organization},
+            {"organizational_unit", p.certificate->organizational_unit},
+            {"common_name", p.certificate->common_name}, {"validity_days", p.certificate->validity_days},
+            {"key_usage", p.certificate->key_usage}, {"extended_key_usage", p.certificate->extended_key_usage}};
+      }
     }
     std::map<std::string, uint64_t> outbox;
     for (const auto& q : store_->OutboxStats()) outbox[q.queue.peer] += q.depth();
