@@ -465,10 +465,11 @@ def main():
         lab.up()
         lab.check_privileges()
         lab.wait_for_stock(product, minimum)
+        # The product has a certificate slot: each plant needs its issuing CA before an ECU.
+        lab.issue_plant_cas(lab.services["setup"]["environment"]["LAB_OEM"], ["plant-a", "plant-b"])
         for injector in injectors:
             lab.provision(injector, product)
         lab.run_setup_again()
-        lab.issue_plant_cas(lab.services["setup"]["environment"]["LAB_OEM"], ["plant-a", "plant-b"])
         lab.restart("kms")
         lab.restart("pks-a")
         lab.wait_for_stock(product, 1)

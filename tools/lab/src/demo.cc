@@ -40,6 +40,8 @@ void OnInterrupt(int) { interrupted.store(true); }
 struct PlantTally {
   uint64_t provisioned = 0;
   uint64_t provisioned_while_cut = 0;
+  uint64_t certified = 0;  // with a confirmed ECU certificate from the plant's issuing CA
+  uint64_t certified_while_cut = 0;
   uint64_t failed = 0;
 };
 
@@ -133,6 +135,8 @@ class Demo {
       if (ecu.outcome == "provisioned") {
         ++tally.provisioned;
         if (while_cut) ++tally.provisioned_while_cut;
+        if (ecu.certified) ++tally.certified;
+        if (ecu.certified && while_cut) ++tally.certified_while_cut;
       } else {
         ++tally.failed;
       }
@@ -270,6 +274,9 @@ class Demo {
     const PlantReport& b = Plant(report, kCutPlant);
     row("ECUs provisioned", ta.provisioned, tb.provisioned);
     row("  of which while cut off from the KMS", ta.provisioned_while_cut, tb.provisioned_while_cut);
+    row("ECU certificates issued and confirmed", ta.certified, tb.certified);
+    row("  of which while cut off from the KMS", ta.certified_while_cut, tb.certified_while_cut);
+    row("certificates the plant CA signed (PKS)", a.certificates, b.certificates);
     row("ECUs that failed", ta.failed, tb.failed);
     row("records received by the KMS", a.records_at_kms, b.records_at_kms);
     row("records still queued at the plant", a.records_queued, b.records_queued);

@@ -64,6 +64,8 @@ void ProvisionOne(const LabTools& tools, const StationLane& lane, const std::str
   }
   ecu.outcome = answer->at("outcome").get<std::string>();
   ecu.message = answer->value("message", "");
+  const auto certificate = answer->value("certificate", nlohmann::json::object());
+  ecu.certified = certificate.value("outcome", "") == "ok" && !certificate.value("certificate", "").empty();
 }
 
 Status SignalRelay(const fs::path& workdir, const std::string& plant, bool cut, std::ostream& out) {
@@ -163,7 +165,8 @@ std::string ProvisionSummaryJson(const ProvisionSummary& summary) {
   using ordered = nlohmann::ordered_json;
   ordered ecus = ordered::array();
   for (const auto& e : summary.ecus) {
-    ecus.push_back({{"ecu_uid", e.ecu_uid}, {"plant", e.plant}, {"station", e.station}, {"outcome", e.outcome}});
+    ecus.push_back({{"ecu_uid", e.ecu_uid}, {"plant", e.plant}, {"station", e.station}, {"outcome", e.outcome},
+                    {"certified", e.certified}});
   }
   return ordered{{"provisioned", summary.provisioned}, {"failed", summary.failed}, {"ecus", ecus}}.dump();
 }

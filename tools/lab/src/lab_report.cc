@@ -36,6 +36,7 @@ void ReadPks(const LabTools& tools, const LabState& state, const LabProcess& pks
     plant.requested = Count(p, "requested");
     plant.injected = Count(p, "injected");
     plant.burned = Count(p, "burned");
+    plant.certificates = Count(p, "certificates_issued");
   }
 }
 
@@ -91,9 +92,9 @@ std::string FormatLabReport(const LabReport& report) {
     text << line;
   }
   text << '\n';
-  std::snprintf(line, sizeof line, "%-9s %-9s %16s %9s %9s %7s %8s %7s  %-21s %s\n", "PLANT", "KMS LINK",
-                "STOCK (MIN/TGT)", "RESERVED", "INJECTED", "BURNED", "QUEUED", "AT KMS", "PKS LAST CONTACT",
-                "KMS LAST CONTACT");
+  std::snprintf(line, sizeof line, "%-9s %-9s %16s %9s %9s %7s %6s %8s %7s  %-21s %s\n", "PLANT", "KMS LINK",
+                "STOCK (MIN/TGT)", "RESERVED", "INJECTED", "BURNED", "CERTS", "QUEUED", "AT KMS",
+                "PKS LAST CONTACT", "KMS LAST CONTACT");
   text << line;
   for (const auto& p : report.plants) {
     if (!p.pks_readable) {
@@ -102,16 +103,17 @@ std::string FormatLabReport(const LabReport& report) {
     }
     const std::string stock = std::to_string(p.in_stock) + " (" + std::to_string(p.min_stock) + "/" +
                               std::to_string(p.target_stock) + ")" + (p.in_stock < p.min_stock ? "!" : "");
-    std::snprintf(line, sizeof line, "%-9s %-9s %16s %9llu %9llu %7llu %8llu %7s  %-21s %s\n", p.plant.c_str(),
-                  p.cut ? "CUT" : "up", stock.c_str(), static_cast<unsigned long long>(p.reserved),
+    std::snprintf(line, sizeof line, "%-9s %-9s %16s %9llu %9llu %7llu %6llu %8llu %7s  %-21s %s\n",
+                  p.plant.c_str(), p.cut ? "CUT" : "up", stock.c_str(), static_cast<unsigned long long>(p.reserved),
                   static_cast<unsigned long long>(p.injected), static_cast<unsigned long long>(p.burned),
-                  static_cast<unsigned long long>(p.records_queued),
+                  static_cast<unsigned long long>(p.certificates), static_cast<unsigned long long>(p.records_queued),
                   report.kms_answered ? std::to_string(p.records_at_kms).c_str() : "?",
                   p.pks_last_contact.empty() ? "never" : p.pks_last_contact.c_str(),
                   p.kms_last_contact.empty() ? (report.kms_answered ? "never" : "?") : p.kms_last_contact.c_str());
     text << line;
   }
-  text << "(STOCK ! = below the minimum; QUEUED = records not yet acknowledged by the KMS)\n";
+  text << "(STOCK ! = below the minimum; CERTS = ECU certificates issued; QUEUED = records not yet "
+          "acknowledged by the KMS)\n";
   if (!report.kms_answered) text << "KMS: " << report.kms_problem << '\n';
   return text.str();
 }
@@ -134,6 +136,7 @@ std::string LabReportJson(const LabReport& report) {
                     {"requested", p.requested},
                     {"injected", p.injected},
                     {"burned", p.burned},
+                    {"certificates_issued", p.certificates},
                     {"records_written", p.records_written},
                     {"records_queued", p.records_queued},
                     {"pks_last_contact", p.pks_last_contact},

@@ -26,6 +26,8 @@ using namespace std::chrono_literals;
 const std::vector<std::string> kSlots = {"1:1:1:0", "4:1:1:0", "5:1:1:0"};
 // Seconds before a reservation whose result never came is burned.
 constexpr char kReservationTimeoutS[] = "60";
+// The lab product's ECU certificate slot (docs/certificates.md).
+constexpr char kCertificateSlot[] = "identity";
 
 std::string Seconds(Clock::duration d) {
   std::ostringstream text;
@@ -186,7 +188,10 @@ class LabBuilder {
     for (const std::string& a : {std::string("--transport-key"), lab_.transport_key_ref, std::string("--min-stock"),
                                  std::to_string(o.min_stock), std::string("--target-stock"),
                                  std::to_string(o.target_stock), std::string("--reservation-timeout"),
-                                 std::string(kReservationTimeoutS)}) {
+                                 std::string(kReservationTimeoutS), std::string("--certificate-slot"),
+                                 std::string(kCertificateSlot), std::string("--certificate-organization"), o.oem,
+                                 std::string("--certificate-unit"), o.product, std::string("--certificate-eku"),
+                                 std::string("clientAuth")}) {
       product.push_back(a);
     }
     RETURN_IF_ERROR(tools_.Keylinectl(product).status());

@@ -2,6 +2,7 @@
 // and a verification file that the OEM's checker accepts on its own.
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <map>
 
 #include <boost/test/unit_test.hpp>
@@ -33,6 +34,27 @@ BOOST_AUTO_TEST_CASE(DemoTellsTheWholeStoryAndLeavesItsFiles) {
     BOOST_TEST(found != std::string::npos, "\"" << chapter << "\" missing or out of order");
     if (found != std::string::npos) at = found;
   }
+
+  // Every ECU also got a certificate from its plant's issuing CA, the cut plant's too.
+  auto row = [&](const std::string& label) {
+    size_t start = ran->out.find("  " + label, ran->out.find("Summary"));
+    if (start == std::string::npos) return std::string();
+    return ran->out.substr(start + 2 + label.size(), ran->out.find('\n', start) - start - 2 - label.size());
+  };
+  auto numbers = [](const std::string& text) {
+    std::istringstream in(text);
+    std::vector<int> out;
+    for (int n; in >> n;) out.push_back(n);
+    return out;
+  };
+  BOOST_TEST(numbers(row("ECU certificates issued and confirmed")) == (std::vector<int>{8, 12, 20}),
+             boost::test_tools::per_element());
+  const size_t certified = ran->out.find("ECU certificates issued and confirmed");
+  const size_t while_cut = ran->out.find("  of which while cut off from the KMS", certified);
+  BOOST_REQUIRE(while_cut != std::string::npos);
+  BOOST_TEST(numbers(ran->out.substr(while_cut + 37, ran->out.find('\n', while_cut) - while_cut - 37)) ==
+                 (std::vector<int>{0, 8, 8}),
+             boost::test_tools::per_element());
 
   for (const char* file : {"oem-secrets.jsonl", "verification.jsonl", "verification.jsonl.sig", "lab.json"}) {
     BOOST_TEST(fs::exists(workdir / file), file);

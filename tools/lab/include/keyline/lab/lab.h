@@ -26,6 +26,7 @@ struct ProvisionedEcu {
   std::string station;
   std::string outcome;  // "provisioned", or the error's code (OUT_OF_STOCK, TIMEOUT, ...)
   std::string message;
+  bool certified = false;  // the product's certificate slot ended with a confirmed certificate
 };
 
 struct ProvisionSummary {
@@ -79,6 +80,7 @@ struct PlantReport {
   uint64_t requested = 0;        // asked of the KMS, not yet received
   uint64_t injected = 0;
   uint64_t burned = 0;
+  uint64_t certificates = 0;     // ECU certificates the plant's issuing CA signed
   uint64_t records_written = 0;  // records ever written by the PKS
   uint64_t records_queued = 0;   // not yet acknowledged by the KMS
   std::string pks_last_contact;  // the PKS's last contact with the KMS ("" never)
