@@ -8,6 +8,12 @@
 // INJECTED and queued the signed record for the KMS. Figures per concurrency: ECUs/s and
 // p50/p99/p999 of request->package and result->ack.
 //
+// --certificate: the product also has a certificate slot. After the SHE slots each ECU makes a
+// P-256 key pair (its own software custody), sends its CSR (CertificateRequest), the PKS's
+// issuing CA signs, and the ECU's confirmation goes into the result. The ceiling printed with
+// it is the raw ECDSA P-256 sign rate of the PKS's backend (software custody), measured in the
+// same run, and the rate of whole certificates that backend issues.
+//
 // The injectors' own stores live in --injector-dir (default /dev/shm): on a line every
 // injector is a separate machine with its own disk, and C injectors fsyncing on this one disk
 // would measure the disk's queue, not the PKS. The PKS's own writes are synced on the real
@@ -27,6 +33,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -44,6 +51,8 @@
 #include "keyline/common/thread_name.h"
 #include "keyline/hsm/she_key_store.h"
 #include "keyline/hsm/software_custody.h"
+#include "keyline/hsm/x509.h"
+#include "keyline/schemas/certificate_slot.h"
 #include "keyline/pks/pks_config.h"
 #include "keyline/pks/pks_service.h"
 #include "keyline/schemas/build.h"
@@ -69,6 +78,7 @@ struct ProvisionOptions {
   uint64_t ecus = 5000;
   uint64_t stock = 100000;
   std::string injector_dir = "/dev/shm";
+  bool certificate = false;
   bool json = false;
 };
 
@@ -177,8 +187,15 @@ class Injector {
                                                schemas::CreateBytes(result, outcome.proof.m5),
                                                wire::EcuError::NONE, 1));
       }
+      flatbuffers::Offset<wire::CertificateResult> certificate = 0;
+      if (package->certificate() != nullptr) {
+        ASSIGN_OR_RETURN(std::vector<uint8_t> confirmation, Certify(*package, uid));
+        certificate = wire::CreateCertificateResult(result, result.CreateString(schemas::Text(package->certificate()->slot())),
+                                                    wire::EcuError::NONE, schemas::CreateBytes(result, confirmation));
+      }
       result.Finish(wire::CreateInjectionResult(result, result.CreateString(schemas::Text(package->package_id())),
-                                                schemas::CreateBytes(result, uid), result.CreateVector(slots), 1, 0));
+                                                schemas::CreateBytes(result, uid), result.CreateVector(slots), 1, 0,
+                                                certificate));
       auto t2 = Clock::now();
       ASSIGN_OR_RETURN(uint64_t sequence, Send(wire::MessageType::InjectionResult, schemas::FinishedBytes(result)));
       // Acknowledged = the PKS applied the result durably (INJECTED + record in one write).
@@ -214,6 +231,41 @@ class Injector {
   }
 
  private:
+  // The ECU's side of a certificate slot: a key pair made in its own custody, a CSR over the
+  // package's challenge, the PKS's certificate, and the signed confirmation (returned).
+  StatusOr<std::vector<uint8_t>> Certify(const wire::KeyPackage& package, const hsm::SheUid& uid) {
+    if (!ecu_custody_) {
+      ASSIGN_OR_RETURN(ecu_custody_, hsm::CreateSoftwareCustody({}));
+    }
+    ASSIGN_OR_RETURN(hsm::KeyHandle key, ecu_custody_->GenerateKey(hsm::KeyKind::kEcdsaP256));
+    hsm::ScopedKey scoped(ecu_custody_.get(), key);
+    hsm::CertificateSubject subject;
+    subject.serial_number = ToHex(uid);
+    ASSIGN_OR_RETURN(std::string csr, hsm::MakeCsr(*ecu_custody_, key, subject,
+                                                    schemas::Bytes(package.certificate()->challenge())));
+    const std::string package_id(schemas::Text(package.package_id()));
+    flatbuffers::FlatBufferBuilder fbb(1024);
+    fbb.Finish(wire::CreateCertificateRequest(fbb, fbb.CreateString(package_id), schemas::CreateBytes(fbb, uid),
+                                              fbb.CreateString(schemas::Text(package.certificate()->slot())),
+                                              fbb.CreateString(csr)));
+    RETURN_IF_ERROR(Send(wire::MessageType::CertificateRequest, schemas::FinishedBytes(fbb)).status());
+    std::vector<uint8_t> issued_bytes;
+    {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait_for(lock, 30s, [&] { return certificates_.count(package_id) != 0; })) {
+        return DeadlineExceededError("no certificate for " + package_id + " within 30 s");
+      }
+      issued_bytes = std::move(certificates_[package_id]);
+      certificates_.erase(package_id);
+    }
+    ASSIGN_OR_RETURN(const wire::CertificateIssued* issued, schemas::DecodeMessage<wire::CertificateIssued>(issued_bytes));
+    if (issued->error()) {
+      return FailedPreconditionError("certificate refused: " + std::string(schemas::Text(issued->error()->message())));
+    }
+    return ecu_custody_->SignEcdsaSha256(
+        key, hsm::CertificateConfirmationMessage(uid, schemas::Bytes(issued->confirm_challenge())));
+  }
+
   StatusOr<uint64_t> Send(wire::MessageType type, std::span<const uint8_t> payload) {
     uint64_t sequence = 0;
     RETURN_IF_ERROR(endpoint_->store->Commit([&](broker::WriteContext& write) -> Status {
@@ -224,6 +276,17 @@ class Injector {
   }
 
   Status OnPackage(const broker::Delivery& delivery) {
+    if (delivery.type == wire::MessageType::CertificateIssued) {
+      ASSIGN_OR_RETURN(const wire::CertificateIssued* issued,
+                       schemas::DecodeMessage<wire::CertificateIssued>(delivery.payload));
+      {
+        std::lock_guard lock(mu_);
+        certificates_[std::string(schemas::Text(issued->package_id()))] =
+            std::vector<uint8_t>(delivery.payload.begin(), delivery.payload.end());
+      }
+      cv_.notify_all();
+      return Status::Ok();
+    }
     ASSIGN_OR_RETURN(const wire::KeyPackage* package, schemas::DecodeMessage<wire::KeyPackage>(delivery.payload));
     {
       std::lock_guard lock(mu_);
@@ -241,6 +304,8 @@ class Injector {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::vector<uint8_t>> packages_;
+  std::map<std::string, std::vector<uint8_t>> certificates_;  // package id -> CertificateIssued
+  std::unique_ptr<hsm::KeyCustody> ecu_custody_;               // the simulated ECUs' key store
   uint64_t awaited_ack_ = 0;  // sequence of the result Run waits for
   uint64_t acked_ = 0;
 };
@@ -250,6 +315,7 @@ class BenchPlant {
  public:
   Status Setup(const std::filesystem::path& dir, const ProvisionOptions& options, int max_stations) {
     dir_ = dir;
+    certificate_ = options.certificate;
     RETURN_IF_ERROR(hsm::CreateMasterKeyFile(dir / "pks-hsm.key", {}));
     ASSIGN_OR_RETURN(pks_curve_, broker::CurveKeyPair::Generate());
     RETURN_IF_ERROR(pks_curve_.Save(dir / "pks.curve"));
@@ -264,7 +330,13 @@ class BenchPlant {
     ASSIGN_OR_RETURN(kms_, Endpoint::Open(dir / "kms", "kms", false));
     ASSIGN_OR_RETURN(kms_server_, broker::LinkServer::Start(
                                       kms_->store.get(),
-                                      [](const broker::Delivery&, broker::WriteContext&) { return Status::Ok(); },
+                                      [this](const broker::Delivery& d, broker::WriteContext&) {
+                                        if (d.type == wire::MessageType::PlantCaCsr) {
+                                          std::lock_guard lock(csr_mu_);
+                                          csr_.assign(d.payload.begin(), d.payload.end());
+                                        }
+                                        return Status::Ok();
+                                      },
                                       {.bind_endpoint = "tcp://127.0.0.1:0",
                                        .keys = kms_curve_,
                                        .peers = &kms_registry_}));
@@ -287,7 +359,8 @@ class BenchPlant {
     std::copy(wrap.begin(), wrap.end(), wrap_key_.bytes.begin());
     ASSIGN_OR_RETURN(pks_, pks::PksService::Start(config_));
 
-    RETURN_IF_ERROR(SendConfig());
+    RETURN_IF_ERROR(SendConfig(1, {}));
+    if (certificate_) RETURN_IF_ERROR(InstallIssuingCa());
     RETURN_IF_ERROR(ShipStock(options.stock));
     auto deadline = Clock::now() + 600s;
     while (pks_->Snapshot().products.empty() || pks_->Snapshot().products[0].in_stock < options.stock) {
@@ -308,21 +381,75 @@ class BenchPlant {
   const broker::CurvePublicKey& pks_key() const { return pks_curve_.public_key(); }
 
  private:
-  Status SendConfig() {
+  struct IssuingCa {
+    std::string key_name, certificate, root;
+  };
+
+  // The plant's issuing CA: its key made in the PKS's HSM (PlantCaRequest), the CSR signed by a
+  // stand-in OEM root, installed by a second configuration.
+  Status InstallIssuingCa() {
+    const std::vector<uint8_t> challenge(32, 0x42);
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(wire::CreatePlantCaRequestDirect(fbb, "bench-plant/bench-oem/1", "bench-oem", "plant-ca/bench-oem/1",
+                                                "Bench OEM", kPlant, "bench issuing CA", &challenge));
+    RETURN_IF_ERROR(kms_->store->Commit([&](broker::WriteContext& write) {
+      return write.Send({kPlant, "control"}, wire::MessageType::PlantCaRequest, schemas::FinishedBytes(fbb)).status();
+    }));
+    std::vector<uint8_t> csr_bytes;
+    for (auto deadline = Clock::now() + 30s; csr_bytes.empty(); std::this_thread::sleep_for(20ms)) {
+      if (Clock::now() > deadline) return DeadlineExceededError("the PKS sent no CSR for its issuing CA");
+      std::lock_guard lock(csr_mu_);
+      csr_bytes = csr_;
+    }
+    ASSIGN_OR_RETURN(const wire::PlantCaCsr* csr, schemas::DecodeMessage<wire::PlantCaCsr>(csr_bytes));
+    ASSIGN_OR_RETURN(hsm::CheckedCsr checked, hsm::CheckCsr(schemas::Text(csr->csr()), challenge));
+    ASSIGN_OR_RETURN(std::unique_ptr<hsm::KeyCustody> oem, hsm::CreateSoftwareCustody({}));
+    ASSIGN_OR_RETURN(hsm::KeyHandle root_key, oem->GenerateKey(hsm::KeyKind::kEcdsaP256));
+    hsm::CertificateSubject root_subject;
+    root_subject.common_name = "bench OEM root";
+    IssuingCa ca;
+    ca.key_name = "plant-ca/bench-oem/1";
+    ASSIGN_OR_RETURN(ca.root, hsm::SelfSignCa(*oem, root_key, root_subject, hsm::ValidForDaysFromNow(3650)));
+    ASSIGN_OR_RETURN(ca.certificate,
+                     hsm::IssueCaCertificate(*oem, root_key, ca.root, checked, hsm::ValidForDaysFromNow(1825)));
+    RETURN_IF_ERROR(SendConfig(2, {ca}));
+    for (auto deadline = Clock::now() + 30s; pks_->Snapshot().issuing_cas.empty(); std::this_thread::sleep_for(20ms)) {
+      if (Clock::now() > deadline) return DeadlineExceededError("the PKS did not install its issuing CA");
+    }
+    return Status::Ok();
+  }
+
+  Status SendConfig(uint64_t version, const std::vector<IssuingCa>& cas) {
     flatbuffers::FlatBufferBuilder fbb;
     std::vector<flatbuffers::Offset<wire::SlotLayout>> slots;
     for (uint8_t slot : kSlots) slots.push_back(wire::CreateSlotLayout(fbb, slot, 1, 1, 0));
+    flatbuffers::Offset<wire::CertificateSlot> certificate = 0;
+    if (certificate_) {
+      schemas::CertificateSlotSpec spec;
+      spec.name = "identity";
+      spec.organization = "Bench OEM";
+      spec.common_name = "{product} {uid}";
+      spec.validity_days = 5475;
+      spec.extended_key_usage = {"clientAuth"};
+      certificate = schemas::CreateCertificateSlot(fbb, spec);
+    }
     auto product = wire::CreateProduct(fbb, fbb.CreateString(kProduct), fbb.CreateString("bench-oem"),
                                        fbb.CreateVector(slots), wire::SheFlagLayout::SHE_CLASSIC,
-                                       fbb.CreateString("bench-transport"), 0, 0, 600);
+                                       fbb.CreateString("bench-transport"), 0, 0, 600, certificate);
+    std::vector<flatbuffers::Offset<wire::IssuingCa>> issuing_cas;
+    for (const IssuingCa& ca : cas) {
+      issuing_cas.push_back(wire::CreateIssuingCaDirect(fbb, "bench-oem", ca.key_name.c_str(), ca.certificate.c_str(),
+                                                         ca.root.c_str()));
+    }
     std::vector<flatbuffers::Offset<wire::Station>> stations;
     for (const auto& [id, keys] : stations_) {
       stations.push_back(wire::CreateStation(fbb, fbb.CreateString(id), schemas::CreateBytes(fbb, keys.public_key())));
     }
     std::vector<flatbuffers::Offset<wire::Product>> products{product};
-    fbb.Finish(wire::CreateConfigUpdate(fbb, 1, fbb.CreateString(kPlant), fbb.CreateVector(products),
+    fbb.Finish(wire::CreateConfigUpdate(fbb, version, fbb.CreateString(kPlant), fbb.CreateVector(products),
                                         fbb.CreateVector(stations),
-                                        wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0)));
+                                        wire::CreateSyncPolicy(fbb, wire::SyncMode::CONTINUOUS, 0),
+                                        issuing_cas.empty() ? 0 : fbb.CreateVector(issuing_cas)));
     return kms_->store->Commit([&](broker::WriteContext& write) {
       return write.Send({kPlant, "control"}, wire::MessageType::ConfigUpdate, schemas::FinishedBytes(fbb)).status();
     });
@@ -359,6 +486,9 @@ class BenchPlant {
   }
 
   std::filesystem::path dir_;
+  bool certificate_ = false;
+  std::mutex csr_mu_;
+  std::vector<uint8_t> csr_;  // the PKS's PlantCaCsr, as the KMS stand-in received it
   pks::PksConfig config_;
   broker::CurveKeyPair pks_curve_;
   broker::CurveKeyPair kms_curve_;
@@ -434,6 +564,38 @@ StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& injec
   return figures;
 }
 
+// The ceiling of certificate issuing on this machine, on the PKS's backend (a software custody,
+// one thread as the PKS issues on its commit thread): raw ECDSA P-256 signatures per second,
+// and whole ECU certificates (IssueEndEntity) per second.
+struct SignCeiling {
+  double signs_per_s = 0;
+  double certificates_per_s = 0;
+};
+
+StatusOr<SignCeiling> MeasureSignCeiling() {
+  ASSIGN_OR_RETURN(std::unique_ptr<hsm::KeyCustody> custody, hsm::CreateSoftwareCustody({}));
+  ASSIGN_OR_RETURN(hsm::KeyHandle key, custody->GenerateKey(hsm::KeyKind::kEcdsaP256));
+  ASSIGN_OR_RETURN(hsm::KeyHandle ecu, custody->GenerateKey(hsm::KeyKind::kEcdsaP256));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> ecu_spki, custody->GetPublicKeyInfo(ecu));
+  hsm::CertificateSubject subject;
+  subject.common_name = "ceiling CA";
+  ASSIGN_OR_RETURN(std::string ca, hsm::SelfSignCa(*custody, key, subject, hsm::ValidForDaysFromNow(30)));
+  SignCeiling ceiling;
+  const std::vector<uint8_t> message(64, 0x5a);
+  auto start = Clock::now();
+  uint64_t n = 0;
+  for (; Clock::now() - start < 1s; ++n) RETURN_IF_ERROR(custody->SignEcdsaSha256(key, message).status());
+  ceiling.signs_per_s = static_cast<double>(n) / std::chrono::duration<double>(Clock::now() - start).count();
+  hsm::EndEntityProfile profile;
+  profile.subject.serial_number = "00";
+  start = Clock::now();
+  for (n = 0; Clock::now() - start < 1s; ++n) {
+    RETURN_IF_ERROR(hsm::IssueEndEntity(*custody, key, ca, ecu_spki, profile).status());
+  }
+  ceiling.certificates_per_s = static_cast<double>(n) / std::chrono::duration<double>(Clock::now() - start).count();
+  return ceiling;
+}
+
 int RunProvisionBench(const ProvisionOptions& options) {
   std::vector<int> levels = options.concurrency.empty() ? std::vector<int>{1, 8, 64} : options.concurrency;
   int max_level = *std::max_element(levels.begin(), levels.end());
@@ -469,6 +631,22 @@ int RunProvisionBench(const ProvisionOptions& options) {
   std::fprintf(stderr, "stock in place after %.1f s\n",
                std::chrono::duration<double>(Clock::now() - setup_start).count());
 
+  std::optional<SignCeiling> ceiling;
+  if (options.certificate) {
+    auto measured = MeasureSignCeiling();
+    if (!measured.ok()) {
+      std::cerr << "keyline-bench provision: " << measured.status().ToString() << '\n';
+      plant.Stop();
+      std::filesystem::remove_all(dir);
+      return 1;
+    }
+    ceiling = *measured;
+    if (!options.json) {
+      std::printf("ceiling (same backend, one thread): %.0f ECDSA P-256 signatures/s, %.0f ECU certificates/s\n",
+                  ceiling->signs_per_s, ceiling->certificates_per_s);
+    }
+  }
+
   nlohmann::json runs = nlohmann::json::array();
   uint64_t next_ecu = 1;
   int exit_code = 0;
@@ -489,6 +667,12 @@ int RunProvisionBench(const ProvisionOptions& options) {
                           {"p50_ms_result", Percentile(figures->result_us, 0.50)},
                           {"p99_ms_result", Percentile(figures->result_us, 0.99)},
                           {"p999_ms_result", Percentile(figures->result_us, 0.999)}};
+    if (ceiling) {
+      run["certificate"] = true;
+      run["sign_per_s"] = ceiling->signs_per_s;
+      run["certificates_per_s_ceiling"] = ceiling->certificates_per_s;
+      run["ratio_to_certificate_ceiling"] = per_s / ceiling->certificates_per_s;
+    }
     runs.push_back(run);
     if (!options.json) {
       std::printf("C=%-3d %7llu ECUs  %8.0f ECUs/s   request->package p50 %6.2f p99 %6.2f p999 %6.2f ms"
@@ -534,6 +718,8 @@ void RegisterProvisionBench(CLI::App& root, BenchContext& context) {
   command->add_option("--stock", options->stock, "key sets in the PKS's stock (default 100000)")->check(CLI::Range(1, 10000000));
   command->add_option("--injector-dir", options->injector_dir,
                       "where the simulated injectors keep their stores (default /dev/shm)");
+  command->add_flag("--certificate", options->certificate,
+                    "the product also has a certificate slot: each ECU gets a key pair and a certificate");
   command->add_flag("--json", options->json, "print one JSON object as the last line");
   command->callback([options, &context] { context.exit_code = RunProvisionBench(*options); });
 }
