@@ -256,28 +256,38 @@ def check(lab, provisioner, sample_keys, rng):
     export = os.path.join(lab.dir, "verification.jsonl")
     lab.lab("export", timeout=300)
     checked = lab.keylinectl("verification", "check", export, "--oem-secrets",
-                             state["oem_secrets"], check=False)
+                             state["oem_secrets"], "--oem-ca", os.path.join(lab.dir, "oem-ca.pem"),
+                             check=False)
     if checked.returncode != 0:
         problems.append("keylinectl verification check failed:\n" + checked.stdout + checked.stderr)
 
-    key_set_of, ecu_of, lines_of = {}, {}, {}
+    key_set_of, ecu_of, lines_of, certificates_of = {}, {}, {}, {}
     with open(export) as f:
         for line in f:
             entry = json.loads(line)
             uid, key_set = entry["ecu_uid"], entry["key_set_id"]
             key_set_of.setdefault(uid, set()).add(key_set)
             ecu_of.setdefault(key_set, set()).add(uid)
-            lines_of[uid] = lines_of.get(uid, 0) + 1
+            if "certificate" in entry:
+                certificates_of[uid] = certificates_of.get(uid, 0) + 1
+            else:
+                lines_of[uid] = lines_of.get(uid, 0) + 1
     for uid, sets in key_set_of.items():
         if len(sets) != 1:
             problems.append(f"ECU {uid} has {len(sets)} key sets in the verification file")
     for key_set, uids in ecu_of.items():
         if len(uids) != 1:
             problems.append(f"key set {key_set} went to {len(uids)} ECUs")
-    slots = len(json.loads(lab.keylinectl("status", "--json").stdout)["products"][0]["slots"])
+    product_status = json.loads(lab.keylinectl("status", "--json").stdout)["products"][0]
+    slots = len(product_status["slots"])
+    certificate_slots = 1 if "certificate_slot" in product_status else 0
     for uid, count in lines_of.items():
         if count != slots:
-            problems.append(f"ECU {uid} has {count} lines, expected {slots}")
+            problems.append(f"ECU {uid} has {count} slot lines, expected {slots}")
+    for uid in key_set_of:
+        if certificates_of.get(uid, 0) != certificate_slots:
+            problems.append(f"ECU {uid} has {certificates_of.get(uid, 0)} certificate lines, "
+                            f"expected {certificate_slots}")
 
     reported = provisioner.provisioned()
     for ecu in reported:

@@ -414,11 +414,12 @@ class Rehearsal:
         out = f"/var/lib/keyline/verification-{vid}.jsonl"
         self.admin("verification", "export", vid, "--out", out)
         check = self.admin_json("verification", "check", out, "--oem-secrets",
-                                "/var/lib/keyline/oem-secrets.jsonl")
-        if not check["ok"] or check["ecus"] != ecus:
+                                "/var/lib/keyline/oem-secrets.jsonl", "--oem-ca",
+                                "/var/lib/keyline/oem-ca/oem-ca.pem")
+        if not check["ok"] or check["ecus"] != ecus or check["certificates_valid"] != ecus:
             raise Failure(f"verification check: {check}")
         print(f"  verification {vid}: {check['lines']} lines, {check['ecus']} ECUs, every proof "
-              "matches the OEM's keys")
+              "matches the OEM's keys, every ECU certificate chains to the OEM CA")
 
     def issue_plant_cas(self, oem, plants):
         """Each plant's issuing CA, as deploy/compose/README.md tells it."""

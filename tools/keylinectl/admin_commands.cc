@@ -8,7 +8,7 @@
 //   plant add --plant ID --curve-key Z85 --wrap-key HEX --signing-key HEX
 //   station add --plant ID --station ID --curve-key Z85
 //   sync-policy set --plant ID --mode continuous|interval [--interval S]
-//   verification request --oem O | status ID | export ID --out FILE | check FILE --oem-secrets F
+//   verification request --oem O | status ID | export ID --out FILE | check FILE --oem-secrets F [--oem-ca PEM]
 //   audit verify          status
 //
 // Exit status: 0 done, 1 refused (by the KMS, or the check failed), 2 usage (bad input).
@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "admin_support.h"
+#include "certificate_lines.h"
 #include "cli_values.h"
 #include "command.h"
 #include "keyline/broker/curve_keys.h"
@@ -426,7 +427,7 @@ void RegisterCatalog(CLI::App& root, CommandContext& context) {
 
 struct VerifyArgs {
   KmsConnection kms;
-  std::string oem, id, out, file, secrets, kms_signing_key;
+  std::string oem, id, out, file, secrets, kms_signing_key, oem_ca;
   bool json = false;
 };
 
@@ -498,8 +499,18 @@ Status Check(const VerifyArgs& a, std::ostream& out) {
     if (j.is_discarded() || !j.contains("key_set_id")) return InvalidArgumentError("--oem-secrets: a line is not a key set record");
     secret_lines[j["key_set_id"].get<std::string>()] = line;
   }
+  // The OEM CA certificate the ECU certificates must chain to (only needed when there are any).
+  std::string oem_ca;
+  if (!a.oem_ca.empty()) {
+    std::ifstream ca_in(a.oem_ca);
+    if (!ca_in) return InvalidArgumentError("--oem-ca: cannot read " + a.oem_ca);
+    oem_ca.assign((std::istreambuf_iterator<char>(ca_in)), {});
+    RETURN_IF_ERROR(hsm::InspectCertificate(oem_ca).status().WithContext("--oem-ca " + a.oem_ca));
+  }
+  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
   ASSIGN_OR_RETURN(auto custody, hsm::CreateSoftwareCustody({}));
   uint64_t lines = 0, proven = 0, wrong = 0, unknown = 0, malformed = 0;
+  uint64_t certificates = 0, certificates_valid = 0, certificate_problems = 0;
   std::set<std::string> ecus;
   std::vector<std::string> problems;
   std::stringstream file_lines(content);
@@ -509,6 +520,18 @@ Status Check(const VerifyArgs& a, std::ostream& out) {
     auto note = [&](std::string text) {
       if (problems.size() < 20) problems.push_back("line " + std::to_string(lines) + ": " + text);
     };
+    if (!j.is_discarded() && j.is_object() && IsCertificateLine(j)) {
+      ++certificates;
+      const std::string problem = oem_ca.empty() ? "an ECU certificate line: --oem-ca FILE is needed to check it"
+                                                 : CheckCertificateLine(j, oem_ca, now);
+      if (problem.empty()) {
+        ++certificates_valid;
+      } else {
+        ++certificate_problems;
+        note(problem);
+      }
+      continue;
+    }
     if (j.is_discarded() || !j.contains("key_set_id") || !j.contains("m4") || !j.contains("ecu_uid")) {
       ++malformed;
       note("not a verification line");
@@ -567,15 +590,21 @@ Status Check(const VerifyArgs& a, std::ostream& out) {
            std::to_string(j["slot"].get<int>()));
     }
   }
-  const bool ok = signature_ok && wrong == 0 && unknown == 0 && malformed == 0;
+  const bool ok = signature_ok && wrong == 0 && unknown == 0 && malformed == 0 && certificate_problems == 0;
   json summary = {{"file", a.file},          {"signature_valid", signature_ok}, {"lines", lines},
                   {"proven", proven},        {"ecus", ecus.size()},             {"mismatched", wrong},
                   {"unknown_key_sets", unknown}, {"malformed", malformed},      {"ok", ok},
-                  {"problems", problems}};
+                  {"certificates", certificates}, {"certificates_valid", certificates_valid},
+                  {"certificate_problems", certificate_problems}, {"problems", problems}};
   std::string text = std::string("signature: ") + (signature_ok ? "valid (KMS key)" : "INVALID") + "\n" +
                      std::to_string(lines) + " lines, " + std::to_string(ecus.size()) + " ECUs: " +
                      std::to_string(proven) + " proofs match the OEM's keys, " + std::to_string(wrong) +
                      " do not, " + std::to_string(unknown) + " unknown, " + std::to_string(malformed) + " malformed";
+  if (certificates > 0) {
+    text += "\n" + std::to_string(certificates) + " ECU certificates: " + std::to_string(certificates_valid) +
+            " chain to the OEM CA, name their ECU, are valid now and carry the ECU's confirmation, " +
+            std::to_string(certificate_problems) + " do not";
+  }
   for (const auto& p : problems) text += "\n  " + p;
   Print(out, a.json, summary, text);
   return ok ? Status::Ok() : Status(StatusCode::kFailedPrecondition, "verification file check failed");
@@ -631,9 +660,12 @@ void RegisterVerification(CLI::App& root, CommandContext& context) {
       return Status::Ok();
     });
   });
-  auto* check = v->add_subcommand("check", "what the OEM runs: check the signature and recompute every M4/M5");
+  auto* check = v->add_subcommand(
+      "check", "what the OEM runs: check the signature, recompute every M4/M5, check every ECU certificate");
   check->add_option("file", args->file, "verification file (FILE.sig beside it)")->required();
   check->add_option("--oem-secrets", args->secrets, "the OEM's secrets.jsonl")->required();
+  check->add_option("--oem-ca", args->oem_ca,
+                    "the OEM CA certificate (PEM) the ECU certificates must chain to (oem-ca.pem)");
   check->add_option("--kms-signing-key", args->kms_signing_key,
                     "the KMS's Ed25519 key, 64 hex (env KEYLINE_KMS_SIGNING_KEY; default: ask the KMS)");
   check->add_flag("--json", args->json, "print JSON");

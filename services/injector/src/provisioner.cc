@@ -1,7 +1,5 @@
 #include "provisioner.h"
 
-#include "certificate_step.h"
-
 #include <algorithm>
 #include <random>
 #include <thread>
@@ -16,6 +14,7 @@
 #include "keyline/schemas/fields.h"
 #include "keyline/wire/envelope_generated.h"
 #include "keyline/wire/pks_injector_generated.h"
+#include "certificate_step.h"
 
 namespace keyline::injector {
 namespace {

@@ -250,6 +250,24 @@ StatusOr<ExportResult> Verifications::WriteExport(const std::string& oem, const 
       result.bytes += line.size();
       ++result.lines;
     }
+    // The ECU's certificate (docs/certificates.md): the OEM checks its chain, UID, validity and
+    // the ECU's confirmation. An INJECTED record with a certificate always holds a confirmation.
+    if (const wire::RecordCertificate* c = body->certificate()) {
+      line = common;
+      line += ",\"slot\":" + JsonQuote(schemas::Text(c->slot()));
+      line += ",\"certificate\":" + JsonQuote(schemas::Text(c->certificate()));
+      line += ",\"chain\":" + JsonQuote(schemas::Text(c->chain()));
+      line += ",\"confirm_challenge\":\"";
+      AppendHex(line, schemas::Bytes(c->confirm_challenge()));
+      line += "\",\"confirmation\":\"";
+      AppendHex(line, schemas::Bytes(c->confirmation()));
+      line += "\"";
+      line += tail;
+      std::fwrite(line.data(), 1, line.size(), file.get());
+      result.bytes += line.size();
+      ++result.lines;
+      ++result.certificates;
+    }
   }
   if (!it->status().ok()) return UnavailableError("reading records: " + it->status().ToString());
   if (std::fflush(file.get()) != 0 || fsync(fileno(file.get())) != 0) {

@@ -15,17 +15,25 @@ namespace {
 // challenge verifies with the certificate's key: the ECU holds the key and has the certificate.
 CertificateVerdict JudgeCertificate(const ReservedCertificate& reserved, const hsm::SheUid& uid,
                                     const wire::CertificateResult* result) {
+  // The station's words go into the record: bounded, like everything a peer sends.
+  constexpr size_t kMaxSignatureBytes = 72;  // a DER ECDSA P-256 signature
+  constexpr size_t kMaxDetail = 240;
   CertificateVerdict verdict;
   const std::string where = "certificate slot " + reserved.slot.name + ": ";
+  const std::string detail =
+      result != nullptr ? std::string(schemas::Text(result->detail()).substr(0, kMaxDetail)) : "";
   if (result != nullptr) {
     auto confirmation = schemas::Bytes(result->confirmation());
+    if (confirmation.size() > kMaxSignatureBytes) {
+      verdict.problem = where + "the confirmation is " + std::to_string(confirmation.size()) +
+                        " bytes, longer than a P-256 signature";
+      return verdict;
+    }
     verdict.confirmation.assign(confirmation.begin(), confirmation.end());
   }
   if (!reserved.issued()) {
     verdict.problem = where + "no certificate was issued";
-    if (result != nullptr && !schemas::Text(result->detail()).empty()) {
-      verdict.problem += " (" + std::string(schemas::Text(result->detail())) + ")";
-    }
+    if (!detail.empty()) verdict.problem += " (" + detail + ")";
     return verdict;
   }
   if (result == nullptr) {
@@ -37,7 +45,7 @@ CertificateVerdict JudgeCertificate(const ReservedCertificate& reserved, const h
     verdict.problem = where + (name.empty() ? "EcuError " + std::to_string(static_cast<int>(
                                                                result->ecu_error()))
                                             : name) +
-                      " (" + std::string(schemas::Text(result->detail())) + ")";
+                      " (" + detail + ")";
     return verdict;
   }
   auto key = hsm::PublicKeyInfoOf(reserved.certificate);

@@ -361,6 +361,26 @@ BOOST_AUTO_TEST_CASE(KmsCurveKeyCanComeFromAFile) {
   BOOST_TEST(missing.err.find("--kms-curve-key-file:") != std::string::npos, missing.err);
 }
 
+// A product's certificate slot is checked before anything reaches the KMS: a usage no ECU
+// certificate may carry, a bad slot name, or certificate options without a slot.
+BOOST_AUTO_TEST_CASE(ProductCertificateSlotOptionsAreCheckedFirst) {
+  const std::vector<std::string> base = {"product", "add", "--name", "bcm", "--oem", "acme", "--slot", "1:1:1:0",
+                                         "--transport-key", "tk", "--min-stock", "1", "--target-stock", "2",
+                                         "--reservation-timeout", "60"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Keylinectl(args);
+  };
+  ExpectUsageError(with({"--certificate-slot", "identity", "--certificate-key-usage", "keyCertSign"}),
+                   "key usage \"keyCertSign\" is not one of");
+  ExpectUsageError(with({"--certificate-slot", "identity", "--certificate-eku", "codeSigning"}),
+                   "extended key usage \"codeSigning\"");
+  ExpectUsageError(with({"--certificate-slot", "my slot"}), "certificate slot name \"my slot\"");
+  ExpectUsageError(with({"--certificate-slot", "identity", "--certificate-days", "0"}), "--certificate-days");
+  ExpectUsageError(with({"--certificate-unit", "BCM"}), "need --certificate-slot");
+}
+
 // The OEM stand-in's CA: a self-signed P-256 CA certificate whose key stays behind a 0600
 // master key file; never overwritten; `plant ca issue` refuses a directory that is not a CA.
 BOOST_AUTO_TEST_CASE(OemCaGenerateWritesAVerifiableRootAndKeepsTheKey) {

@@ -238,20 +238,24 @@ class Demo {
     LabTools tools(state_.bin_dir, state_.keylinectl_env);
     ASSIGN_OR_RETURN(ToolResult ran,
                      RunTool({tools.Binary("keylinectl").string(), "verification", "check", exported.file.string(),
-                              "--oem-secrets", state_.oem_secrets.string(), "--kms-signing-key",
-                              state_.kms_signing_key, "--json"}));
+                              "--oem-secrets", state_.oem_secrets.string(), "--oem-ca",
+                              (workdir_ / "oem-ca.pem").string(), "--kms-signing-key", state_.kms_signing_key,
+                              "--json"}));
     ASSIGN_OR_RETURN(json check, LastJsonLine(ran.out, "keylinectl verification check"));
     check_ = check;
     uint64_t ecus = 0;
     for (const auto& [plant, tally] : tallies_) ecus += tally.provisioned;
     out_ << "  keylinectl verification check (the OEM's side): signature "
          << (check.value("signature_valid", false) ? "valid" : "INVALID") << ", " << check.value("proven", 0)
-         << " of " << check.value("lines", 0) << " proofs match the OEM's keys, " << check.value("ecus", 0)
+         << " of " << check.value("lines", 0) - check.value("certificates", 0) << " proofs match the OEM's keys, "
+         << check.value("certificates_valid", 0) << " of " << check.value("certificates", 0)
+         << " ECU certificates chain to oem-ca.pem and carry the ECU's confirmation, " << check.value("ecus", 0)
          << " ECUs\n";
     if (ran.exit_code != 0 || !check.value("ok", false)) {
       return FailedPreconditionError("the verification file does not check out: " + ran.out + ran.err);
     }
-    if (check.value("ecus", uint64_t{0}) != ecus || check.value("lines", uint64_t{0}) != ecus * kSlotsPerEcu) {
+    if (check.value("ecus", uint64_t{0}) != ecus || check.value("lines", uint64_t{0}) != ecus * (kSlotsPerEcu + 1) ||
+        check.value("certificates_valid", uint64_t{0}) != ecus) {
       return FailedPreconditionError("the verification file covers " + std::to_string(check.value("ecus", 0)) +
                                      " ECUs; " + std::to_string(ecus) + " were provisioned");
     }
@@ -283,9 +287,10 @@ class Demo {
     const std::string quota = "stock now (min " + std::to_string(a.min_stock) + ", target " +
                               std::to_string(a.target_stock) + ")";
     row(quota.c_str(), a.in_stock, b.in_stock, false);
-    out_ << "  verification file: " << check_.value("lines", 0) << " lines (" << kSlotsPerEcu << " slots x "
-         << check_.value("ecus", 0) << " ECUs), " << check_.value("proven", 0)
-         << " proofs recomputed from the OEM's keys, KMS signature "
+    out_ << "  verification file: " << check_.value("lines", 0) << " lines (" << kSlotsPerEcu
+         << " slots and a certificate x " << check_.value("ecus", 0) << " ECUs), " << check_.value("proven", 0)
+         << " proofs recomputed from the OEM's keys, " << check_.value("certificates_valid", 0)
+         << " certificate chains checked up to oem-ca.pem, KMS signature "
          << (check_.value("signature_valid", false) ? "valid" : "INVALID") << '\n';
     out_ << "\nThe demo took " << Elapsed(false) << ". Left in " << workdir_.string() << ":\n"
          << "  oem-secrets.jsonl (the OEM's keys), oem-ca.pem (the OEM CA certificate), verification.jsonl and .sig,\n"

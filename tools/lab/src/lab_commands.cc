@@ -236,7 +236,7 @@ StatusOr<ExportResult> LabExport(const fs::path& workdir, std::ostream& out) {
   while (std::getline(in, line)) {
     if (!line.empty()) ++result.lines;
   }
-  out << "wrote " << result.file.string() << " (" << result.lines << " injected slots) and "
+  out << "wrote " << result.file.string() << " (" << result.lines << " lines: injected slots and ECU certificates) and "
       << result.file.string() << ".sig" << std::endl;
   return result;
 }

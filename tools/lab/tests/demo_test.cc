@@ -1,9 +1,12 @@
 // keyline-lab demo end to end, as a new user runs it: the story in order, the files it leaves,
 // and a verification file that the OEM's checker accepts on its own.
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <map>
+#include <string>
+#include <vector>
 
 #include <boost/test/unit_test.hpp>
 #include <nlohmann/json.hpp>
@@ -67,26 +70,76 @@ BOOST_AUTO_TEST_CASE(DemoTellsTheWholeStoryAndLeavesItsFiles) {
     BOOST_TEST(!IsRunning({p["pid"].get<pid_t>(), p["start_ticks"].get<uint64_t>()}), p["name"] << " still runs");
   }
 
-  // 3 slots per ECU: 8 ECUs over both plants, then 8 in plant-b while it was cut and 4 in plant-a.
+  // 3 slots and a certificate per ECU: 8 ECUs over both plants, then 8 in plant-b while it was
+  // cut and 4 in plant-a.
   std::map<std::string, int> lines_per_plant;
   std::ifstream verification(workdir / "verification.jsonl");
   for (std::string line; std::getline(verification, line);) {
     ++lines_per_plant[json::parse(line)["plant"].get<std::string>()];
   }
-  BOOST_TEST(lines_per_plant["plant-a"] == 3 * (4 + 4));
-  BOOST_TEST(lines_per_plant["plant-b"] == 3 * (4 + 8));
+  BOOST_TEST(lines_per_plant["plant-a"] == 4 * (4 + 4));
+  BOOST_TEST(lines_per_plant["plant-b"] == 4 * (4 + 8));
 
   // The OEM's checker, run again on what the demo left behind, from the files alone.
   const fs::path keylinectl = fs::path(KEYLINE_LAB_PATH).parent_path() / "keylinectl";
   auto check = RunTool({keylinectl.string(), "verification", "check", (workdir / "verification.jsonl").string(),
-                        "--oem-secrets", (workdir / "oem-secrets.jsonl").string(), "--kms-signing-key",
+                        "--oem-secrets", (workdir / "oem-secrets.jsonl").string(), "--oem-ca",
+                        (workdir / "oem-ca.pem").string(), "--kms-signing-key",
                         lab["kms_signing_key"].get<std::string>(), "--json"});
   BOOST_REQUIRE(check.ok());
   BOOST_TEST(check->exit_code == 0, check->out + check->err);
   const json summary = json::parse(check->out);
   BOOST_TEST(summary["proven"] == 60);
+  BOOST_TEST(summary["certificates_valid"] == 20);
   BOOST_TEST(summary["ecus"] == 20);
   BOOST_TEST(summary["signature_valid"] == true);
+
+  // The certificate checks catch a tampered line: another ECU's UID, a confirmation that does
+  // not verify, a chain to another root; and without the OEM CA nothing passes unchecked.
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(workdir / "verification.jsonl");
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  size_t first = 0;
+  while (first < lines.size() && !json::parse(lines[first]).contains("certificate")) ++first;
+  BOOST_REQUIRE(first < lines.size());
+  auto check_with = [&](const std::function<void(json&)>& tamper, const std::string& ca) {
+    json entry = json::parse(lines[first]);
+    tamper(entry);
+    std::ofstream out(workdir / "tampered.jsonl");
+    for (size_t i = 0; i < lines.size(); ++i) out << (i == first ? entry.dump() : lines[i]) << '\n';
+    out.close();
+    fs::copy_file(workdir / "verification.jsonl.sig", workdir / "tampered.jsonl.sig",
+                  fs::copy_options::overwrite_existing);
+    std::vector<std::string> args = {keylinectl.string(), "verification", "check", (workdir / "tampered.jsonl").string(),
+                                     "--oem-secrets", (workdir / "oem-secrets.jsonl").string(), "--kms-signing-key",
+                                     lab["kms_signing_key"].get<std::string>(), "--json"};
+    if (!ca.empty()) {
+      args.push_back("--oem-ca");
+      args.push_back(ca);
+    }
+    auto tampered = RunTool(args);
+    BOOST_REQUIRE(tampered.ok());
+    BOOST_TEST(tampered->exit_code == 1);
+    return json::parse(tampered->out);
+  };
+  const std::string ca = (workdir / "oem-ca.pem").string();
+  auto other_uid = check_with([](json& e) { e["ecu_uid"] = std::string(30, 'a'); }, ca);
+  BOOST_TEST(other_uid["certificate_problems"] == 1);
+  BOOST_TEST(other_uid["problems"].dump().find("serialNumber") != std::string::npos, other_uid.dump());
+  auto bad_confirmation = check_with([](json& e) { e["confirm_challenge"] = std::string(64, '0'); }, ca);
+  BOOST_TEST(bad_confirmation["certificate_problems"] == 1);
+  BOOST_TEST(bad_confirmation["problems"].dump().find("confirmation does not verify") != std::string::npos,
+             bad_confirmation.dump());
+  // The plant CA's certificate as the trust anchor: not the OEM's root, no path.
+  const std::string plant_ca = json::parse(lines[first])["chain"].get<std::string>();
+  std::ofstream(workdir / "not-the-root.pem") << plant_ca;
+  auto other_root = check_with([](json&) {}, (workdir / "not-the-root.pem").string());
+  BOOST_TEST(other_root["certificate_problems"] == 20);
+  auto no_ca = check_with([](json&) {}, "");
+  BOOST_TEST(no_ca["certificate_problems"] == 20);
+  BOOST_TEST(no_ca["problems"].dump().find("--oem-ca FILE is needed") != std::string::npos, no_ca.dump());
 }
 
 }  // namespace

@@ -61,7 +61,8 @@ struct AuditReport {
 struct ExportResult {
   std::filesystem::path file;
   std::filesystem::path signature;
-  uint64_t lines = 0;
+  uint64_t lines = 0;         // every line: one per SHE slot, one per ECU certificate
+  uint64_t certificates = 0;  // of which ECU certificate lines
   uint64_t records = 0;
   uint64_t bytes = 0;
 };
