@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,29 +67,33 @@ Status AddExtensions(X509* issuer, X509* cert, std::span<const Extension> extens
   return Status::Ok();
 }
 
-// Builds the certificate and has `issuer_key` sign it. `issuer` is null for a self-signed one.
-StatusOr<std::string> Issue(KeyCustody& custody, KeyHandle issuer_key, X509* issuer,
-                            const CertificateContent& content) {
+// OK when `issuer` is a CA certificate holding the public half of `issuer_key`.
+Status CheckIssuer(KeyCustody& custody, KeyHandle issuer_key, X509* issuer) {
+  EVP_PKEY* issuer_public = X509_get0_pubkey(issuer);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> custody_spki, custody.GetPublicKeyInfo(issuer_key));
+  if (issuer_public == nullptr) {
+    return InvalidArgumentError("issuer certificate public key cannot be read: " + TakeOpenSslError());
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> issuer_spki, SpkiOf(issuer_public));
+  if (issuer_spki != custody_spki) {
+    return FailedPreconditionError(
+        "the issuer certificate does not hold the public half of the issuer key: another CA's "
+        "certificate, or another key");
+  }
+  if (X509_check_ca(issuer) != 1) {
+    return FailedPreconditionError("the issuer certificate is not a CA certificate");
+  }
+  return Status::Ok();
+}
+
+// Builds the certificate and has `issuer_key` sign it. `issuer` (checked with CheckIssuer) is
+// null for a self-signed one.
+StatusOr<std::string> IssueChecked(KeyCustody& custody, KeyHandle issuer_key, X509* issuer,
+                                   const CertificateContent& content) {
   if (content.validity.not_after <= content.validity.not_before) {
     return InvalidArgumentError("certificate validity ends before it starts");
   }
-  EVP_PKEY* issuer_public = content.subject_key;
-  if (issuer != nullptr) {
-    issuer_public = X509_get0_pubkey(issuer);
-    ASSIGN_OR_RETURN(std::vector<uint8_t> custody_spki, custody.GetPublicKeyInfo(issuer_key));
-    if (issuer_public == nullptr) {
-      return InvalidArgumentError("issuer certificate public key cannot be read: " + TakeOpenSslError());
-    }
-    ASSIGN_OR_RETURN(std::vector<uint8_t> issuer_spki, SpkiOf(issuer_public));
-    if (issuer_spki != custody_spki) {
-      return FailedPreconditionError(
-          "the issuer certificate does not hold the public half of the issuer key: another CA's "
-          "certificate, or another key");
-    }
-    if (X509_check_ca(issuer) != 1) {
-      return FailedPreconditionError("the issuer certificate is not a CA certificate");
-    }
-  }
+  EVP_PKEY* issuer_public = issuer != nullptr ? X509_get0_pubkey(issuer) : content.subject_key;
   X509Ptr cert(X509_new());
   if (!cert) return InternalError("OpenSSL: X509_new failed");
   const X509_NAME* issuer_name = issuer != nullptr ? X509_get_subject_name(issuer) : content.subject;
@@ -107,6 +112,12 @@ StatusOr<std::string> Issue(KeyCustody& custody, KeyHandle issuer_key, X509* iss
   RETURN_IF_ERROR(AddExtensions(issuer != nullptr ? issuer : cert.get(), cert.get(), kKeyIdentifiers));
   RETURN_IF_ERROR(SignCertificateInCustody(custody, issuer_key, issuer_public, cert.get()));
   return CertificateToPem(cert.get());
+}
+
+StatusOr<std::string> Issue(KeyCustody& custody, KeyHandle issuer_key, X509* issuer,
+                            const CertificateContent& content) {
+  if (issuer != nullptr) RETURN_IF_ERROR(CheckIssuer(custody, issuer_key, issuer));
+  return IssueChecked(custody, issuer_key, issuer, content);
 }
 
 const std::vector<Extension> kCaExtensions = {
@@ -185,9 +196,10 @@ StatusOr<std::string> IssueCaCertificate(KeyCustody& custody, KeyHandle issuer_k
                {name.get(), public_key.get(), validity, kIssuingCaExtensions});
 }
 
-StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
-                                     std::string_view issuer_cert, std::span<const uint8_t> spki_der,
-                                     const EndEntityProfile& profile) {
+// An ECU certificate's content for `profile`, signed under a checked `issuer`.
+static StatusOr<std::string> IssueEndEntityUnder(KeyCustody& custody, KeyHandle issuer_key, X509* issuer,
+                                          std::span<const uint8_t> spki_der,
+                                          const EndEntityProfile& profile) {
   if (profile.subject.serial_number.empty() && profile.subject.common_name.empty()) {
     return InvalidArgumentError("an ECU certificate needs a subject serialNumber (the ECU UID) or CN");
   }
@@ -212,10 +224,39 @@ StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
   if (!extended_key_usage.empty()) {
     extensions.push_back({NID_ext_key_usage, extended_key_usage.c_str()});
   }
-  ASSIGN_OR_RETURN(X509Ptr issuer, ParseCertificatePem(issuer_cert, "issuer certificate"));
   ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(spki_der));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(profile.subject));
-  return Issue(custody, issuer_key, issuer.get(), {name.get(), public_key.get(), validity, extensions});
+  return IssueChecked(custody, issuer_key, issuer, {name.get(), public_key.get(), validity, extensions});
+}
+
+StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
+                                     std::string_view issuer_cert, std::span<const uint8_t> spki_der,
+                                     const EndEntityProfile& profile) {
+  ASSIGN_OR_RETURN(std::unique_ptr<EndEntityIssuer> issuer,
+                   EndEntityIssuer::Prepare(custody, issuer_key, issuer_cert));
+  return issuer->Issue(spki_der, profile);
+}
+
+struct EndEntityIssuer::Prepared {
+  X509Ptr certificate;
+};
+
+EndEntityIssuer::EndEntityIssuer(KeyCustody& custody, KeyHandle key, std::unique_ptr<Prepared> prepared)
+    : custody_(custody), key_(key), prepared_(std::move(prepared)) {}
+EndEntityIssuer::~EndEntityIssuer() = default;
+
+StatusOr<std::unique_ptr<EndEntityIssuer>> EndEntityIssuer::Prepare(KeyCustody& custody,
+                                                                     KeyHandle issuer_key,
+                                                                     std::string_view issuer_cert) {
+  auto prepared = std::make_unique<Prepared>();
+  ASSIGN_OR_RETURN(prepared->certificate, ParseCertificatePem(issuer_cert, "issuer certificate"));
+  RETURN_IF_ERROR(CheckIssuer(custody, issuer_key, prepared->certificate.get()));
+  return std::unique_ptr<EndEntityIssuer>(new EndEntityIssuer(custody, issuer_key, std::move(prepared)));
+}
+
+StatusOr<std::string> EndEntityIssuer::Issue(std::span<const uint8_t> spki_der,
+                                             const EndEntityProfile& profile) const {
+  return IssueEndEntityUnder(custody_, key_, prepared_->certificate.get(), spki_der, profile);
 }
 
 }  // namespace keyline::hsm

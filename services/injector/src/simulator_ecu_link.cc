@@ -30,6 +30,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A failed call as the ECU's outcome: no answer in time is TIMEOUT, an unreachable ECU is
+// NO_ANSWER. Anything else is the simulator refusing the request: an error, not an outcome.
+StatusOr<EcuError> SilenceOf(const Status& failed) {
+  if (failed.code() == StatusCode::kDeadlineExceeded) return EcuError::kTimeout;
+  if (failed.code() == StatusCode::kUnavailable || failed.code() == StatusCode::kUnauthenticated) {
+    return EcuError::kNoAnswer;
+  }
+  return Status(failed.code(), "ECU simulator refused the request: " + failed.message());
+}
+
 class SimulatorEcuLink final : public EcuLink {
  public:
   explicit SimulatorEcuLink(std::unique_ptr<broker::RpcClient> client) : client_(std::move(client)) {}
@@ -50,18 +60,9 @@ class SimulatorEcuLink final : public EcuLink {
         std::span<const uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()),
         static_cast<int>(timeout.count()));
     if (!reply_bytes.ok()) {
-      const Status& s = reply_bytes.status();
-      if (s.code() == StatusCode::kDeadlineExceeded) {
-        result.error = EcuError::kTimeout;
-        result.detail = s.message();
-        return result;
-      }
-      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kUnauthenticated) {
-        result.error = EcuError::kNoAnswer;
-        result.detail = s.message();
-        return result;
-      }
-      return Status(s.code(), "ECU simulator refused the request: " + s.message());
+      ASSIGN_OR_RETURN(result.error, SilenceOf(reply_bytes.status()));
+      result.detail = reply_bytes.status().message();
+      return result;
     }
     ASSIGN_OR_RETURN(const wire::EcuReply* reply,
                      schemas::DecodeVerified<wire::EcuReply>(*reply_bytes, "EcuReply"));
@@ -173,18 +174,9 @@ class SimulatorEcuLink final : public EcuLink {
     auto reply_bytes = client_->Call(std::span<const uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()),
                                      static_cast<int>(timeout.count()));
     if (!reply_bytes.ok()) {
-      const Status& s = reply_bytes.status();
-      if (s.code() == StatusCode::kDeadlineExceeded) {
-        answer.error = EcuError::kTimeout;
-        answer.detail = s.message();
-        return answer;
-      }
-      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kUnauthenticated) {
-        answer.error = EcuError::kNoAnswer;
-        answer.detail = s.message();
-        return answer;
-      }
-      return Status(s.code(), "ECU simulator refused the request: " + s.message());
+      ASSIGN_OR_RETURN(answer.error, SilenceOf(reply_bytes.status()));
+      answer.detail = reply_bytes.status().message();
+      return answer;
     }
     ASSIGN_OR_RETURN(const wire::EcuReply* reply,
                      schemas::DecodeVerified<wire::EcuReply>(*reply_bytes, "EcuReply"));

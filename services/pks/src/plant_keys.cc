@@ -200,9 +200,33 @@ Status PlantKeys::CheckIssuingCaRecently(const IssuingCaConfig& ca) {
 StatusOr<std::string> PlantKeys::IssueEcuCertificate(const IssuingCaConfig& ca,
                                                      std::span<const uint8_t> spki_der,
                                                      const hsm::EndEntityProfile& profile) {
-  ASSIGN_OR_RETURN(hsm::KeyHandle key,
-                   custody_->GetOrCreateNamedKey(ca.key_name, hsm::KeyKind::kEcdsaP256));
-  return hsm::IssueEndEntity(*custody_, key, ca.certificate, spki_der, profile);
+  // Reservations burned at their deadline never ask for their key: forget everything then.
+  constexpr size_t kMaxRemembered = 100'000;
+  std::lock_guard lock(mu_);
+  auto& [certificate, issuer] = issuers_[ca.key_name];
+  if (!issuer || certificate != ca.certificate) {
+    ASSIGN_OR_RETURN(hsm::KeyHandle key,
+                     custody_->GetOrCreateNamedKey(ca.key_name, hsm::KeyKind::kEcdsaP256));
+    ASSIGN_OR_RETURN(issuer, hsm::EndEntityIssuer::Prepare(*custody_, key, ca.certificate));
+    certificate = ca.certificate;
+  }
+  ASSIGN_OR_RETURN(std::string pem, issuer->Issue(spki_der, profile));
+  if (issued_keys_.size() >= kMaxRemembered) issued_keys_.clear();
+  issued_keys_[pem].assign(spki_der.begin(), spki_der.end());
+  return pem;
+}
+
+StatusOr<std::vector<uint8_t>> PlantKeys::EcuCertificateKey(const std::string& certificate_pem) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = issued_keys_.find(certificate_pem);
+    if (it != issued_keys_.end()) {
+      std::vector<uint8_t> key = std::move(it->second);
+      issued_keys_.erase(it);
+      return key;
+    }
+  }
+  return hsm::PublicKeyInfoOf(certificate_pem);
 }
 
 StatusOr<hsm::Signature> PlantKeys::SignRecord(std::span<const uint8_t> bytes) {

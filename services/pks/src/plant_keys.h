@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -91,10 +92,15 @@ class PlantKeys {
   // must not verify the CA's chain again each time. Thread-safe.
   [[nodiscard]] Status CheckIssuingCaRecently(const IssuingCaConfig& ca);
 
-  // An ECU certificate for the P-256 key `spki_der`, signed by `ca`'s key in this HSM.
+  // An ECU certificate for the P-256 key `spki_der`, signed by `ca`'s key in this HSM. The CA
+  // is prepared once per certificate (hsm::EndEntityIssuer), not for every ECU.
   [[nodiscard]] StatusOr<std::string> IssueEcuCertificate(const IssuingCaConfig& ca,
                                                           std::span<const uint8_t> spki_der,
                                                           const hsm::EndEntityProfile& profile);
+
+  // The public key (DER SPKI) of an ECU certificate: remembered from IssueEcuCertificate until
+  // asked for once, else read from the PEM (after a restart).
+  [[nodiscard]] StatusOr<std::vector<uint8_t>> EcuCertificateKey(const std::string& certificate_pem);
 
   // `size` random bytes from the HSM (challenges).
   [[nodiscard]] StatusOr<std::vector<uint8_t>> Random(size_t size) { return custody_->Random(size); }
@@ -114,6 +120,10 @@ class PlantKeys {
   std::map<std::string, hsm::KeyHandle> transport_;
   // Issuing CA key name -> (the certificate checked, when), for CheckIssuingCaRecently.
   std::map<std::string, std::pair<std::string, int64_t>> checked_cas_;
+  // Issuing CA key name -> its certificate and the issuer prepared from it.
+  std::map<std::string, std::pair<std::string, std::unique_ptr<hsm::EndEntityIssuer>>> issuers_;
+  // Certificate PEM -> its key, for EcuCertificateKey; bounded (see plant_keys.cc).
+  std::map<std::string, std::vector<uint8_t>> issued_keys_;
 };
 
 // The context a key set is sealed with (docs/key-flow.md).

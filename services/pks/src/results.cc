@@ -13,8 +13,8 @@ namespace {
 
 // Confirmed only when the certificate was issued and the ECU's signature over the confirm
 // challenge verifies with the certificate's key: the ECU holds the key and has the certificate.
-CertificateVerdict JudgeCertificate(const ReservedCertificate& reserved, const hsm::SheUid& uid,
-                                    const wire::CertificateResult* result) {
+CertificateVerdict JudgeCertificate(PlantKeys& keys, const ReservedCertificate& reserved,
+                                    const hsm::SheUid& uid, const wire::CertificateResult* result) {
   // The station's words go into the record: bounded, like everything a peer sends.
   constexpr size_t kMaxSignatureBytes = 72;  // a DER ECDSA P-256 signature
   constexpr size_t kMaxDetail = 240;
@@ -48,7 +48,7 @@ CertificateVerdict JudgeCertificate(const ReservedCertificate& reserved, const h
                       " (" + detail + ")";
     return verdict;
   }
-  auto key = hsm::PublicKeyInfoOf(reserved.certificate);
+  auto key = keys.EcuCertificateKey(reserved.certificate);
   Status verified =
       key.ok() ? hsm::VerifyEcdsaSha256(*key,
                                         hsm::CertificateConfirmationMessage(uid, reserved.confirm_challenge),
@@ -121,7 +121,7 @@ Status HandleInjectionResult(PlantCore& core, const broker::Delivery& delivery,
   KeySet key_set = *found;
   std::optional<CertificateVerdict> certificate;
   if (key_set.reservation->certificate) {
-    certificate = JudgeCertificate(*key_set.reservation->certificate, uid, result->certificate());
+    certificate = JudgeCertificate(*core.keys, *key_set.reservation->certificate, uid, result->certificate());
   }
   auto verdicts = core.keys->CheckProofs(core.plant_id, key_set, key_set.reservation->layout, uid,
                                          reports);

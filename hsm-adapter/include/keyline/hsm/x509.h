@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -107,6 +108,27 @@ struct EndEntityProfile {
                                                    std::string_view issuer_cert,
                                                    std::span<const uint8_t> spki_der,
                                                    const EndEntityProfile& profile);
+
+// An issuing CA ready to sign many end-entity certificates (a plant's line): its certificate
+// parsed, and checked against its key in the custody, once. Issue is IssueEndEntity without
+// that work each time. `custody` must outlive it. Issue may be called from one thread at a time.
+class EndEntityIssuer {
+ public:
+  // kFailedPrecondition: `issuer_cert` does not hold the public half of `issuer_key`, or is not a CA.
+  [[nodiscard]] static StatusOr<std::unique_ptr<EndEntityIssuer>> Prepare(KeyCustody& custody,
+                                                                          KeyHandle issuer_key,
+                                                                          std::string_view issuer_cert);
+  ~EndEntityIssuer();
+  [[nodiscard]] StatusOr<std::string> Issue(std::span<const uint8_t> spki_der,
+                                            const EndEntityProfile& profile) const;
+
+ private:
+  struct Prepared;
+  EndEntityIssuer(KeyCustody& custody, KeyHandle key, std::unique_ptr<Prepared> prepared);
+  KeyCustody& custody_;
+  KeyHandle key_;
+  std::unique_ptr<Prepared> prepared_;
+};
 
 // --- Confirming an ECU certificate ------------------------------------------------------
 
