@@ -87,8 +87,8 @@ StatusOr<CheckedCsr> CheckCsr(std::string_view csr, std::span<const uint8_t> exp
   }
   EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
   if (key == nullptr) return InvalidArgumentError("CSR public key cannot be read: " + TakeOpenSslError());
-  ASSIGN_OR_RETURN(std::vector<uint8_t> spki, SpkiOf(key));
-  RETURN_IF_ERROR(P256PublicKeyFromSpki(spki).status());
+  RETURN_IF_ERROR(CheckP256Key(key));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> spki, SpkiOf(X509_REQ_get_X509_PUBKEY(req.get())));
   if (X509_REQ_get_signature_nid(req.get()) != NID_ecdsa_with_SHA256) {
     return InvalidArgumentError("CSR is not signed with ecdsa-with-SHA256");
   }

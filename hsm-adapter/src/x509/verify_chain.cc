@@ -20,9 +20,10 @@ StatusOr<CertificateSubject> SubjectOf(std::string_view cert_pem) {
 
 StatusOr<std::vector<uint8_t>> PublicKeyInfoOf(std::string_view cert_pem) {
   ASSIGN_OR_RETURN(X509Ptr cert, ParseCertificatePem(cert_pem, "certificate"));
-  EVP_PKEY* key = X509_get0_pubkey(cert.get());
-  if (key == nullptr) return InvalidArgumentError("certificate public key cannot be read");
-  return SpkiOf(key);
+  if (X509_get0_pubkey(cert.get()) == nullptr) {
+    return InvalidArgumentError("certificate public key cannot be read");
+  }
+  return SpkiOf(X509_get_X509_PUBKEY(cert.get()));
 }
 
 StatusOr<CertificateInfo> InspectCertificate(std::string_view cert_pem) {
@@ -54,9 +55,10 @@ StatusOr<CertificateInfo> InspectCertificate(std::string_view cert_pem) {
   info.path_length = X509_get_pathlen(cert.get());
   info.self_signed = X509_self_signed(cert.get(), 1) == 1;
   ERR_clear_error();
-  EVP_PKEY* key = X509_get0_pubkey(cert.get());
-  if (key == nullptr) return InvalidArgumentError("certificate public key cannot be read");
-  ASSIGN_OR_RETURN(info.spki_der, SpkiOf(key));
+  if (X509_get0_pubkey(cert.get()) == nullptr) {
+    return InvalidArgumentError("certificate public key cannot be read");
+  }
+  ASSIGN_OR_RETURN(info.spki_der, SpkiOf(X509_get_X509_PUBKEY(cert.get())));
   return info;
 }
 

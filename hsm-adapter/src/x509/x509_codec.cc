@@ -82,17 +82,34 @@ StatusOr<std::string> CertificateToPem(X509* cert) {
   return std::string(data, static_cast<size_t>(len));
 }
 
+Status CheckP256Key(EVP_PKEY* key) {
+  char group[32] = {};
+  if (key == nullptr || !EVP_PKEY_is_a(key, "EC") ||
+      EVP_PKEY_get_group_name(key, group, sizeof(group), nullptr) != 1 ||
+      std::string_view(group) != "prime256v1") {
+    ERR_clear_error();
+    return InvalidArgumentError("public key is not a P-256 key");
+  }
+  return Status::Ok();
+}
+
 StatusOr<PkeyPtr> P256PublicKeyFromSpki(std::span<const uint8_t> spki_der) {
   const unsigned char* p = spki_der.data();
   PkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki_der.size())));
-  char group[32] = {};
-  if (!key || p != spki_der.data() + spki_der.size() || !EVP_PKEY_is_a(key.get(), "EC") ||
-      EVP_PKEY_get_group_name(key.get(), group, sizeof(group), nullptr) != 1 ||
-      std::string_view(group) != "prime256v1") {
+  if (!key || p != spki_der.data() + spki_der.size() || !CheckP256Key(key.get()).ok()) {
     ERR_clear_error();
     return InvalidArgumentError("public key is not a DER SubjectPublicKeyInfo of a P-256 key");
   }
   return key;
+}
+
+StatusOr<std::vector<uint8_t>> SpkiOf(X509_PUBKEY* key) {
+  int len = i2d_X509_PUBKEY(key, nullptr);
+  if (len <= 0) return InternalError("OpenSSL: cannot encode a public key: " + TakeOpenSslError());
+  std::vector<uint8_t> out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  i2d_X509_PUBKEY(key, &p);
+  return out;
 }
 
 StatusOr<std::vector<uint8_t>> SpkiOf(EVP_PKEY* key) {
