@@ -1,11 +1,6 @@
 #include "ecu_identities.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -19,7 +14,9 @@
 namespace keyline::ecu_sim {
 namespace {
 
-std::string Errno() { return std::strerror(errno); }
+std::span<const uint8_t> AsBytes(const std::string& text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
 
 std::string WrapContext(const std::array<uint8_t, 15>& uid, const std::string& slot) {
   return "ecu-identity/" + ToHex(uid) + "/" + slot;
@@ -30,17 +27,6 @@ std::string Line(const std::array<uint8_t, 15>& uid, const std::string& slot,
   std::vector<uint8_t> cert(certificate.begin(), certificate.end());
   return ToHex(uid) + " " + slot + " " + ToHex(wrapped.bytes) + " " +
          (certificate.empty() ? std::string("-") : ToHex(cert)) + "\n";
-}
-
-Status WriteAll(int fd, const std::string& text, const std::filesystem::path& path) {
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return InternalError(path.string() + ": write failed: " + Errno());
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
 }
 
 // Every identity in `file` (last line per ECU slot wins); absent file: none.
@@ -100,36 +86,20 @@ StatusOr<std::unique_ptr<EcuIdentities>> EcuIdentities::Open(
   return identities;
 }
 
-EcuIdentities::~EcuIdentities() {
-  if (fd_ >= 0) ::close(fd_);
-}
+EcuIdentities::~EcuIdentities() = default;
 
 Status EcuIdentities::Compact() {
-  std::filesystem::path tmp = file_;
-  tmp += ".tmp";
-  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) return InternalError(tmp.string() + ": cannot create: " + Errno());
   std::string text;
   for (const auto& [key, identity] : identities_) {
     text += Line(key.first, key.second, identity.wrapped, identity.certificate);
   }
-  Status written = WriteAll(out, text, tmp);
-  if (written.ok() && ::fsync(out) != 0) written = InternalError(tmp.string() + ": fsync: " + Errno());
-  ::close(out);
-  RETURN_IF_ERROR(written);
-  if (::rename(tmp.c_str(), file_.c_str()) != 0) {
-    return InternalError(file_.string() + ": rename failed: " + Errno());
-  }
-  fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd_ < 0) return InternalError(file_.string() + ": cannot open: " + Errno());
+  ASSIGN_OR_RETURN(AppendOnlyFile rewritten, AppendOnlyFile::Rewrite(file_, AsBytes(text)));
+  appender_ = std::move(rewritten);
   return Status::Ok();
 }
 
 Status EcuIdentities::Append(const SlotKey& key, const Identity& identity) {
-  RETURN_IF_ERROR(WriteAll(fd_, Line(key.first, key.second, identity.wrapped, identity.certificate),
-                           file_));
-  if (::fdatasync(fd_) != 0) return InternalError(file_.string() + ": fdatasync: " + Errno());
-  return Status::Ok();
+  return appender_->Append(AsBytes(Line(key.first, key.second, identity.wrapped, identity.certificate)));
 }
 
 StatusOr<hsm::KeyHandle> EcuIdentities::KeyOf(const SlotKey& key, Identity& identity) {

@@ -3,8 +3,8 @@
 //
 // The private key leaves the custody only wrapped under its master key (WrapForStorage), in the
 // identities file: one line per change, "uid slot wrapped-key certificate" (hex; "-" for no
-// certificate yet), fdatasync'ed before the answer goes out. Opening replays the file (last line
-// per ECU slot wins), drops a torn last line and rewrites it compacted.
+// certificate yet), synced before the answer goes out (durable_file.h). Opening replays the
+// file (last line per ECU slot wins), drops a torn last line and rewrites it compacted.
 #pragma once
 
 #include <array>
@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 
 #include "keyline/common/status.h"
 #include "keyline/hsm/key_custody.h"
+#include "durable_file.h"
 
 namespace keyline::ecu_sim {
 
@@ -72,7 +74,7 @@ class EcuIdentities {
   std::filesystem::path file_;
   std::unique_ptr<hsm::KeyCustody> custody_;
   std::map<SlotKey, Identity> identities_;
-  int fd_ = -1;
+  std::optional<AppendOnlyFile> appender_;  // the identities file, once compacted
 };
 
 }  // namespace keyline::ecu_sim

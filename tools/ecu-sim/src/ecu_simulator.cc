@@ -1,14 +1,11 @@
 #include "keyline/ecu_sim/ecu_simulator.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -20,6 +17,7 @@
 #include "keyline/schemas/decode.h"
 #include "keyline/schemas/fields.h"
 #include "keyline/wire/ecu_link_generated.h"
+#include "durable_file.h"
 #include "ecu_identities.h"
 
 namespace keyline::ecu_sim {
@@ -27,8 +25,6 @@ namespace {
 
 // state file = magic | record*        record = length (4, big-endian) | sealed store
 constexpr char kStateMagic[8] = {'K', 'L', 'E', 'C', 'U', 'S', '0', '1'};
-
-std::string Errno() { return std::strerror(errno); }
 
 struct Replay {
   std::map<EcuUid, hsm::SheKeyStore> stores;
@@ -82,17 +78,6 @@ std::vector<uint8_t> Record(const std::vector<uint8_t>& sealed) {
   out[3] = static_cast<uint8_t>(n);
   std::copy(sealed.begin(), sealed.end(), out.begin() + 4);
   return out;
-}
-
-Status WriteAll(int fd, std::span<const uint8_t> bytes, const std::filesystem::path& path) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return InternalError(path.string() + ": write failed: " + Errno());
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
 }
 
 EcuRow RowOf(const hsm::SheKeyStore& store) {
@@ -164,54 +149,30 @@ struct EcuSimulator::Impl {
   std::unique_ptr<EcuIdentities> identities;
   mutable std::mutex mutex;
   std::map<EcuUid, hsm::SheKeyStore> stores;
-  int fd = -1;
+  std::optional<AppendOnlyFile> file;  // the state file, once compacted
   std::mt19937_64 rng;
   EcuSimCounters counters;
 
   Impl(EcuSimulatorOptions o, hsm::SheStoreSealer s, hsm::SheTransportKey t)
       : options(std::move(o)), sealer(std::move(s)), transport_key(std::move(t)), rng(options.seed) {}
-  ~Impl() {
-    if (fd >= 0) ::close(fd);
-  }
 
-  // Rewrites the state file with one record per ECU: temp + fsync + rename + fsync(dir).
+  // Rewrites the state file with one record per ECU.
   Status Compact() {
-    std::filesystem::path tmp = options.state_file;
-    tmp += ".tmp";
-    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) return InternalError(tmp.string() + ": cannot create: " + Errno());
     std::vector<uint8_t> bytes(kStateMagic, kStateMagic + sizeof(kStateMagic));
     for (const auto& [uid, store] : stores) {
       ASSIGN_OR_RETURN(std::vector<uint8_t> sealed, sealer.Seal(store));
       auto record = Record(sealed);
       bytes.insert(bytes.end(), record.begin(), record.end());
     }
-    Status written = WriteAll(out, bytes, tmp);
-    if (written.ok() && ::fsync(out) != 0) written = InternalError(tmp.string() + ": fsync: " + Errno());
-    ::close(out);
-    RETURN_IF_ERROR(written);
-    if (::rename(tmp.c_str(), options.state_file.c_str()) != 0) {
-      return InternalError(options.state_file.string() + ": rename failed: " + Errno());
-    }
-    std::filesystem::path dir = options.state_file.parent_path();
-    if (dir.empty()) dir = ".";
-    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-      ::fsync(dir_fd);
-      ::close(dir_fd);
-    }
-    fd = ::open(options.state_file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) return InternalError(options.state_file.string() + ": cannot open: " + Errno());
+    ASSIGN_OR_RETURN(AppendOnlyFile rewritten, AppendOnlyFile::Rewrite(options.state_file, bytes));
+    file = std::move(rewritten);
     return Status::Ok();
   }
 
   // Durable when it returns OK: the answer may then go out.
   Status Persist(const hsm::SheKeyStore& store) {
     ASSIGN_OR_RETURN(std::vector<uint8_t> sealed, sealer.Seal(store));
-    auto record = Record(sealed);
-    RETURN_IF_ERROR(WriteAll(fd, record, options.state_file));
-    if (::fdatasync(fd) != 0) return InternalError(options.state_file.string() + ": fdatasync: " + Errno());
-    return Status::Ok();
+    return file->Append(Record(sealed));
   }
 
   StatusOr<hsm::SheKeyStore*> Ecu(const EcuUid& uid) {

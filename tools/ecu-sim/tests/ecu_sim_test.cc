@@ -2,6 +2,7 @@
 // SimulatorEcuLink over CurveZMQ on loopback (port 0), and the real binary for restarts and
 // SIGKILL. The SHE specification's vector must come back bit for bit.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "keyline/broker/rpc.h"
 #include "keyline/common/hex.h"
+#include "durable_file.h"
 #include "keyline/ecu_sim/ecu_simulator.h"
 #include "keyline/hsm/software_custody.h"
 #include "keyline/hsm/x509.h"
@@ -229,6 +231,34 @@ BOOST_AUTO_TEST_CASE(MalformedAndWrongUidRequestsGetClearErrorsAndServingGoesOn,
              wildcard.status().message());
   BOOST_TEST(s.sim->counters().malformed == 2u);
   BOOST_TEST(injector::EcuErrorName(LoadVector(*s.link).error) == "NONE");
+}
+
+// An append that fails half-way (here: the file size limit, as a full disk would) is cut off
+// again, so the next record does not land behind half a record and the file stays readable.
+BOOST_AUTO_TEST_CASE(FailedAppendLeavesNoPartialRecord, *boost::unit_test::label("unit")) {
+  Dir dir;
+  const fs::path path = dir.path / "data" / "appended";
+  auto file = AppendOnlyFile::Rewrite(path, std::vector<uint8_t>{'H', 'E', 'A', 'D'});
+  BOOST_REQUIRE_MESSAGE(file.ok(), file.status().ToString());
+  const std::vector<uint8_t> record(100, 'r');
+  BOOST_REQUIRE(file->Append(record).ok());
+  BOOST_REQUIRE(fs::file_size(path) == 104u);
+
+  struct rlimit saved {};
+  BOOST_REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = saved;
+  small.rlim_cur = 154;  // room for half a record
+  BOOST_REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  Status failed = file->Append(record);
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::signal(SIGXFSZ, old_handler);
+  BOOST_TEST(!failed.ok());
+  BOOST_TEST(failed.message().find("write failed") != std::string::npos, failed.message());
+  BOOST_TEST(fs::file_size(path) == 104u);
+
+  BOOST_REQUIRE(file->Append(record).ok());
+  BOOST_TEST(ReadAll(path) == "HEAD" + std::string(200, 'r'));
 }
 
 // A certificate slot: the ECU makes one key pair per slot and keeps it (a CSR asked again has
