@@ -67,10 +67,7 @@ StatusOr<std::variant<ReservedCertificate, Refusal>> Issue(PlantCore& core,
     return Refusal{code, std::move(message)};
   };
   std::string package_id(schemas::Text(request.package_id()));
-  const std::string prefix = "pkg-";
-  const KeySet* found = package_id.starts_with(prefix)
-                            ? core.state->Find(package_id.substr(prefix.size()))
-                            : nullptr;
+  const KeySet* found = KeySetOfPackage(*core.state, package_id);
   if (found == nullptr || !found->reservation) {
     return refuse(wire::PackageErrorCode::NOT_RESERVED, "unknown package \"" + package_id + "\"");
   }

@@ -15,4 +15,17 @@ Status PlantCore::SyncWithDatabase() {
   return Status::Ok();
 }
 
+namespace {
+constexpr std::string_view kPackagePrefix = "pkg-";
+}  // namespace
+
+std::string PackageIdFor(const std::string& key_set_id) {
+  return std::string(kPackagePrefix) + key_set_id;
+}
+
+const KeySet* KeySetOfPackage(const PlantState& state, std::string_view package_id) {
+  if (!package_id.starts_with(kPackagePrefix)) return nullptr;
+  return state.Find(std::string(package_id.substr(kPackagePrefix.size())));
+}
+
 }  // namespace keyline::pks

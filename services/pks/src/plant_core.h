@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "keyline/broker/link.h"
 #include "keyline/broker/message_store.h"
@@ -69,6 +70,11 @@ struct PlantCore {
 [[nodiscard]] Status SendPlantStatus(PlantCore& core, broker::WriteContext& write);
 
 // --- shared steps ---
+// A reservation's package id is "pkg-" + its key set id: the one place that knows it.
+std::string PackageIdFor(const std::string& key_set_id);
+// The key set a package id names, or null.
+const KeySet* KeySetOfPackage(const PlantState& state, std::string_view package_id);
+
 // Queues a StockRequest for `product` if its stock plus what is requested is below its
 // minimum (and the KMS did not just answer short).
 [[nodiscard]] Status Replenish(PlantCore& core, broker::WriteContext& write,

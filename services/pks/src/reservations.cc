@@ -34,8 +34,6 @@ PackageAnswer Refuse(wire::PackageErrorCode code, std::string message) {
   return answer;
 }
 
-std::string PackageIdFor(const std::string& key_set_id) { return "pkg-" + key_set_id; }
-
 Status SendPackage(broker::WriteContext& write, const std::string& station,
                    const wire::KeyPackageRequest& request, const PackageAnswer& answer) {
   flatbuffers::FlatBufferBuilder fbb(1024);

@@ -69,10 +69,7 @@ Status HandleInjectionResult(PlantCore& core, const broker::Delivery& delivery,
   ASSIGN_OR_RETURN(const wire::InjectionResult* result,
                    schemas::DecodeMessage<wire::InjectionResult>(delivery.payload));
   std::string package_id(schemas::Text(result->package_id()));
-  std::string prefix = "pkg-";
-  const KeySet* found = package_id.rfind(prefix, 0) == 0
-                            ? core.state->Find(package_id.substr(prefix.size()))
-                            : nullptr;
+  const KeySet* found = KeySetOfPackage(*core.state, package_id);
   // Refusals below are permanent: the link keeps the message as a dead letter for a person.
   if (found == nullptr || !found->reservation) {
     return NotFoundError("InjectionResult from " + delivery.peer + " names unknown package \"" +

@@ -351,8 +351,6 @@ StatusOr<std::vector<uint8_t>> EcuSimulator::Handle(const std::string& peer,
           !s.ok()) {
         return refuse(s);
       }
-      ASSIGN_OR_RETURN(hsm::SheKeyStore * store, st.Ecu(uid));
-      (void)store;  // the ECU exists from now on, like after a LOAD_KEY
       std::string where = UidHex(uid) + " certificate slot " + slot;
       std::span<const uint8_t> challenge = schemas::Bytes(request->challenge());
       if (request->op() == wire::EcuOp::GENERATE_KEY_PAIR) {
