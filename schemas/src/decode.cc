@@ -159,6 +159,10 @@ Status VerifyPayload(wire::MessageType type, std::span<const uint8_t> payload,
       return DecodeMessage<wire::CertificateRequest>(payload, limits, error).status();
     case wire::MessageType::CertificateIssued:
       return DecodeMessage<wire::CertificateIssued>(payload, limits, error).status();
+    case wire::MessageType::CertificateBudgetRequest:
+      return DecodeMessage<wire::CertificateBudgetRequest>(payload, limits, error).status();
+    case wire::MessageType::CertificateBudgetGrant:
+      return DecodeMessage<wire::CertificateBudgetGrant>(payload, limits, error).status();
   }
   return Refuse(DecodeError::kUnknownType,
                 InvalidArgumentError("unknown message type " + MessageTypeName(type) +

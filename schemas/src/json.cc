@@ -182,6 +182,10 @@ std::string PayloadToJson(wire::MessageType type, std::span<const uint8_t> paylo
       return ToJson<wire::CertificateRequest>(payload);
     case wire::MessageType::CertificateIssued:
       return ToJson<wire::CertificateIssued>(payload);
+    case wire::MessageType::CertificateBudgetRequest:
+      return ToJson<wire::CertificateBudgetRequest>(payload);
+    case wire::MessageType::CertificateBudgetGrant:
+      return ToJson<wire::CertificateBudgetGrant>(payload);
   }
   return "null";
 }

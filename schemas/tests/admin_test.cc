@@ -65,6 +65,7 @@ BOOST_AUTO_TEST_CASE(AdminTypesAreAppendedAfterInjectionResult) {
   BOOST_TEST(static_cast<int>(wire::AdminCommand::PlantCaIssue) == 15);
   BOOST_TEST(static_cast<int>(wire::AdminCommand::PlantCaInstall) == 16);
   BOOST_TEST(static_cast<int>(wire::AdminCommand::PlantCaRevoke) == 17);
+  BOOST_TEST(static_cast<int>(wire::AdminCommand::CertificateBudgetSet) == 18);
 }
 
 // Found by tests/fuzz/fuzz_messages (17 bytes, kept in tests/fuzz/corpus/fuzz_messages/): a

@@ -101,6 +101,8 @@ BOOST_AUTO_TEST_CASE(ConfigUpdateRoundTripsWithEveryField) {
   BOOST_TEST(Text(config->issuing_cas()->Get(0)->key_name()) == "plant-ca/acme/1");
   BOOST_TEST(Text(config->issuing_cas()->Get(0)->certificate()).starts_with("-----BEGIN"));
   BOOST_TEST(Text(config->issuing_cas()->Get(0)->oem_ca_certificate()).ends_with("root\n"));
+  BOOST_TEST(config->issuing_cas()->Get(0)->budget_min() == 250u);
+  BOOST_TEST(config->issuing_cas()->Get(0)->budget_target() == 1000u);
 }
 
 BOOST_AUTO_TEST_CASE(PlantCaRequestAndCsrRoundTripWithEveryField) {
@@ -119,6 +121,23 @@ BOOST_AUTO_TEST_CASE(PlantCaRequestAndCsrRoundTripWithEveryField) {
   const wire::PlantCaCsr* csr = DecodeBothWays<wire::PlantCaCsr>(csr_bytes, envelope);
   BOOST_TEST(Text(csr->request_id()) == "plant-a/acme/1");
   BOOST_TEST(Text(csr->csr()).starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+}
+
+BOOST_AUTO_TEST_CASE(CertificateBudgetRequestAndGrantRoundTripWithEveryField) {
+  std::vector<uint8_t> envelope;
+  const std::vector<uint8_t> request_bytes = Sample<wire::CertificateBudgetRequest>();
+  const auto* request = DecodeBothWays<wire::CertificateBudgetRequest>(request_bytes, envelope);
+  BOOST_TEST(Text(request->request_id()) == "plant-a-0011");
+  BOOST_TEST(Text(request->oem()) == "acme");
+  BOOST_TEST(request->count() == 750u);
+
+  const std::vector<uint8_t> grant_bytes = Sample<wire::CertificateBudgetGrant>();
+  const auto* grant = DecodeBothWays<wire::CertificateBudgetGrant>(grant_bytes, envelope);
+  BOOST_TEST(Text(grant->request_id()) == "plant-a-0011");
+  BOOST_TEST(Text(grant->grant_id()) == "plant-a/acme/3");
+  BOOST_TEST(Text(grant->plant()) == "plant-a");
+  BOOST_TEST(Text(grant->oem()) == "acme");
+  BOOST_TEST(grant->count() == 700u);
 }
 
 BOOST_AUTO_TEST_CASE(VerificationRequestRoundTripsWithEveryField) {
@@ -160,6 +179,14 @@ BOOST_AUTO_TEST_CASE(PlantStatusRoundTripsWithEveryField) {
   BOOST_TEST(Text(records->stream()) == "records");
   BOOST_TEST(records->depth() == 12u);
   BOOST_TEST(records->oldest_age_s() == 35u);
+  BOOST_REQUIRE(status->certificate_budgets() != nullptr);
+  BOOST_REQUIRE(status->certificate_budgets()->size() == 1u);
+  const wire::CertificateBudgetLevel* budget = status->certificate_budgets()->Get(0);
+  BOOST_TEST(Text(budget->oem()) == "acme");
+  BOOST_TEST(budget->granted() == 2000u);
+  BOOST_TEST(budget->issued() == 1400u);
+  BOOST_TEST(budget->pending() == 5u);
+  BOOST_TEST(budget->requested() == 600u);
 }
 
 BOOST_AUTO_TEST_CASE(VerificationWatermarkRoundTripsWithEveryField) {
@@ -193,6 +220,8 @@ KEYLINE_CORRUPTION_TESTS(PlantStatus)
 KEYLINE_CORRUPTION_TESTS(VerificationWatermark)
 KEYLINE_CORRUPTION_TESTS(PlantCaRequest)
 KEYLINE_CORRUPTION_TESTS(PlantCaCsr)
+KEYLINE_CORRUPTION_TESTS(CertificateBudgetRequest)
+KEYLINE_CORRUPTION_TESTS(CertificateBudgetGrant)
 
 BOOST_AUTO_TEST_SUITE_END()
 

@@ -104,7 +104,7 @@ std::vector<uint8_t> Sample<wire::ConfigUpdate>() {
   auto sync = wire::CreateSyncPolicy(fbb, wire::SyncMode::INTERVAL, 900);
   std::vector<flatbuffers::Offset<wire::IssuingCa>> cas = {
       wire::CreateIssuingCaDirect(fbb, "acme", "plant-ca/acme/1", "-----BEGIN CERTIFICATE-----\nplant\n",
-                                  "-----BEGIN CERTIFICATE-----\nroot\n"),
+                                  "-----BEGIN CERTIFICATE-----\nroot\n", 250, 1000),
   };
   fbb.Finish(wire::CreateConfigUpdateDirect(fbb, 42, "plant-a", &products, &stations, sync, &cas));
   return Finished(fbb);
@@ -136,6 +136,21 @@ std::vector<uint8_t> Sample<wire::PlantCaCsr>() {
 }
 
 template <>
+std::vector<uint8_t> Sample<wire::CertificateBudgetRequest>() {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateCertificateBudgetRequestDirect(fbb, "plant-a-0011", "acme", 750));
+  return Finished(fbb);
+}
+
+template <>
+std::vector<uint8_t> Sample<wire::CertificateBudgetGrant>() {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateCertificateBudgetGrantDirect(fbb, "plant-a-0011", "plant-a/acme/3", "plant-a",
+                                                      "acme", 700));
+  return Finished(fbb);
+}
+
+template <>
 std::vector<uint8_t> Sample<wire::StockRequest>() {
   flatbuffers::FlatBufferBuilder fbb;
   fbb.Finish(wire::CreateStockRequestDirect(fbb, "req-7", "acme-bcm-2027", 400));
@@ -153,7 +168,10 @@ std::vector<uint8_t> Sample<wire::PlantStatus>() {
       wire::CreateQueueDepthDirect(fbb, "kms", "records", 12, 35),
       wire::CreateQueueDepthDirect(fbb, "line1-eol1", "packages", 0, 0),
   };
-  fbb.Finish(wire::CreatePlantStatusDirect(fbb, "plant-a", 42, &stock, &queues));
+  std::vector<flatbuffers::Offset<wire::CertificateBudgetLevel>> budgets = {
+      wire::CreateCertificateBudgetLevelDirect(fbb, "acme", 2000, 1400, 5, 600),
+  };
+  fbb.Finish(wire::CreatePlantStatusDirect(fbb, "plant-a", 42, &stock, &queues, &budgets));
   return Finished(fbb);
 }
 
@@ -196,8 +214,9 @@ uint64_t ReadAll(const wire::ConfigUpdate& m) {
     acc = Mix(Mix(acc, static_cast<uint64_t>(m.sync()->mode())), m.sync()->interval_s());
   }
   acc = Mix(acc, SumTables<wire::IssuingCa>(m.issuing_cas(), [](const wire::IssuingCa& c) {
-              return Mix(Mix(Mix(Sum(c.oem()), Sum(c.key_name())), Sum(c.certificate())),
-                         Sum(c.oem_ca_certificate()));
+              uint64_t ca = Mix(Mix(Mix(Sum(c.oem()), Sum(c.key_name())), Sum(c.certificate())),
+                                Sum(c.oem_ca_certificate()));
+              return Mix(Mix(ca, c.budget_min()), c.budget_target());
             }));
   return acc;
 }
@@ -209,6 +228,15 @@ uint64_t ReadAll(const wire::PlantCaRequest& m) {
 }
 
 uint64_t ReadAll(const wire::PlantCaCsr& m) { return Mix(Sum(m.request_id()), Sum(m.csr())); }
+
+uint64_t ReadAll(const wire::CertificateBudgetRequest& m) {
+  return Mix(Mix(Sum(m.request_id()), Sum(m.oem())), m.count());
+}
+
+uint64_t ReadAll(const wire::CertificateBudgetGrant& m) {
+  uint64_t acc = Mix(Mix(Sum(m.request_id()), Sum(m.grant_id())), Sum(m.plant()));
+  return Mix(Mix(acc, Sum(m.oem())), m.count());
+}
 
 uint64_t ReadAll(const wire::VerificationRequest& m) {
   return Mix(Sum(m.barrier_id()), Sum(m.oem()));
@@ -226,9 +254,14 @@ uint64_t ReadAll(const wire::PlantStatus& m) {
                       s.injected()),
                   s.burned());
             }));
-  return Mix(acc, SumTables<wire::QueueDepth>(m.queues(), [](const wire::QueueDepth& q) {
-               return Mix(Mix(Mix(Sum(q.peer()), Sum(q.stream())), q.depth()), q.oldest_age_s());
-             }));
+  acc = Mix(acc, SumTables<wire::QueueDepth>(m.queues(), [](const wire::QueueDepth& q) {
+              return Mix(Mix(Mix(Sum(q.peer()), Sum(q.stream())), q.depth()), q.oldest_age_s());
+            }));
+  return Mix(acc, SumTables<wire::CertificateBudgetLevel>(
+                      m.certificate_budgets(), [](const wire::CertificateBudgetLevel& b) {
+                        return Mix(Mix(Mix(Mix(Sum(b.oem()), b.granted()), b.issued()), b.pending()),
+                                   b.requested());
+                      }));
 }
 
 uint64_t ReadAll(const wire::VerificationWatermark& m) {

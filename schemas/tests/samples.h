@@ -49,6 +49,10 @@ template <>
 std::vector<uint8_t> Sample<wire::CertificateRequest>();
 template <>
 std::vector<uint8_t> Sample<wire::CertificateIssued>();
+template <>
+std::vector<uint8_t> Sample<wire::CertificateBudgetRequest>();
+template <>
+std::vector<uint8_t> Sample<wire::CertificateBudgetGrant>();
 
 // The serialised InjectionRecordBody inside Sample<wire::InjectionRecord>().
 std::vector<uint8_t> SampleInjectionRecordBody();
@@ -71,6 +75,8 @@ uint64_t ReadAll(const wire::PlantCaRequest& m);
 uint64_t ReadAll(const wire::PlantCaCsr& m);
 uint64_t ReadAll(const wire::CertificateRequest& m);
 uint64_t ReadAll(const wire::CertificateIssued& m);
+uint64_t ReadAll(const wire::CertificateBudgetRequest& m);
+uint64_t ReadAll(const wire::CertificateBudgetGrant& m);
 uint64_t ReadAll(const wire::Envelope& m);
 
 // n bytes counting up from `first` (a recognisable stand-in for UIDs, proofs, keys).
@@ -99,6 +105,8 @@ void ForEachMessageTable(F&& f) {
   f.template operator()<wire::PlantCaCsr>();
   f.template operator()<wire::CertificateRequest>();
   f.template operator()<wire::CertificateIssued>();
+  f.template operator()<wire::CertificateBudgetRequest>();
+  f.template operator()<wire::CertificateBudgetGrant>();
 }
 
 }  // namespace keyline::schemas::testing

@@ -285,6 +285,26 @@ KEYLINE_PIN_ENUM(EcuOp, STORE_CERTIFICATE, 4);
 KEYLINE_PIN_ENUM(EcuStatus, CERTIFICATE_MISMATCH, 10);
 KEYLINE_PIN_FIELD(StoredReservation, certificate, CERTIFICATE, 8, const wire::StoredCertificate*);
 
+// The plants' issuing budgets (issue 9, part 3)
+KEYLINE_PIN_FIELD(IssuingCa, budget_min, BUDGET_MIN, 4, uint32_t);
+KEYLINE_PIN_FIELD(IssuingCa, budget_target, BUDGET_TARGET, 5, uint32_t);
+KEYLINE_PIN_FIELD(PlantStatus, certificate_budgets, CERTIFICATE_BUDGETS, 4, const flatbuffers::Vector<flatbuffers::Offset<wire::CertificateBudgetLevel>>*);
+KEYLINE_PIN_FIELD(CertificateBudgetRequest, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetRequest, oem, OEM, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetRequest, count, COUNT, 2, uint32_t);
+KEYLINE_PIN_FIELD(CertificateBudgetGrant, request_id, REQUEST_ID, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetGrant, grant_id, GRANT_ID, 1, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetGrant, plant, PLANT, 2, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetGrant, oem, OEM, 3, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetGrant, count, COUNT, 4, uint32_t);
+KEYLINE_PIN_FIELD(CertificateBudgetLevel, oem, OEM, 0, const flatbuffers::String*);
+KEYLINE_PIN_FIELD(CertificateBudgetLevel, granted, GRANTED, 1, uint64_t);
+KEYLINE_PIN_FIELD(CertificateBudgetLevel, issued, ISSUED, 2, uint64_t);
+KEYLINE_PIN_FIELD(CertificateBudgetLevel, pending, PENDING, 3, uint64_t);
+KEYLINE_PIN_FIELD(CertificateBudgetLevel, requested, REQUESTED, 4, uint64_t);
+KEYLINE_PIN_ENUM(MessageType, CertificateBudgetRequest, 17);
+KEYLINE_PIN_ENUM(MessageType, CertificateBudgetGrant, 18);
+
 #undef KEYLINE_PIN_FIELD
 #undef KEYLINE_PIN_ENUM
 

@@ -43,6 +43,8 @@ KEYLINE_WIRE_MESSAGE_(PlantCaRequest);
 KEYLINE_WIRE_MESSAGE_(PlantCaCsr);
 KEYLINE_WIRE_MESSAGE_(CertificateRequest);
 KEYLINE_WIRE_MESSAGE_(CertificateIssued);
+KEYLINE_WIRE_MESSAGE_(CertificateBudgetRequest);
+KEYLINE_WIRE_MESSAGE_(CertificateBudgetGrant);
 
 #undef KEYLINE_WIRE_MESSAGE_
 
