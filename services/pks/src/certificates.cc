@@ -130,6 +130,13 @@ StatusOr<std::variant<ReservedCertificate, Refusal>> Issue(PlantCore& core,
   if (Status usable = core.keys->CheckIssuingCaRecently(ca->second); !usable.ok()) {
     return refuse(wire::PackageErrorCode::NO_ISSUING_CA, usable.message());
   }
+  // The reservation held a unit of the budget; this is the hard limit all the same.
+  CertificateBudget budget = core.state->Budget(oem);
+  if (budget.issued >= budget.granted) {
+    return refuse(wire::PackageErrorCode::BUDGET_EXHAUSTED,
+                  "the issuing budget of OEM \"" + oem + "\" at plant " + core.plant_id + " is spent (" +
+                      core.state->BudgetLevelOf(oem).Describe() + ")");
+  }
   ReservedCertificate issued = reserved;
   ASSIGN_OR_RETURN(issued.certificate,
                    core.keys->IssueEcuCertificate(
@@ -146,6 +153,8 @@ StatusOr<std::variant<ReservedCertificate, Refusal>> Issue(PlantCore& core,
   spdlog::info("certificate issued for ECU {} slot {} by {} (key set {})",
                ToHex(reservation.ecu_uid), issued.slot.name, issued.issuing_ca, updated.id);
   core.state->PutKeySet(write.batch(), std::move(updated));
+  ++budget.issued;
+  core.state->PutBudget(write.batch(), std::move(budget));
   return Answer(std::move(issued));
 }
 

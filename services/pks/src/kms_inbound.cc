@@ -50,6 +50,9 @@ Status ApplyConfigUpdate(PlantCore& core, const broker::Delivery& delivery,
   for (const auto& [name, product] : core.state->config().products) {
     RETURN_IF_ERROR(Replenish(core, write, name));
   }
+  for (const auto& [oem, ca] : core.state->config().issuing_cas) {
+    RETURN_IF_ERROR(ReplenishBudget(core, write, oem));
+  }
   return SendPlantStatus(core, write);
 }
 
@@ -188,6 +191,8 @@ Status HandleKmsDelivery(PlantCore& core, const broker::Delivery& delivery,
       return AnswerVerificationRequest(core, delivery, write);
     case wire::MessageType::PlantCaRequest:
       return AnswerPlantCaRequest(core, delivery, write);
+    case wire::MessageType::CertificateBudgetGrant:
+      return ApplyCertificateBudgetGrant(core, delivery, write);
     default:
       return InvalidArgumentError("the KMS sent a " + schemas::MessageTypeName(delivery.type) +
                                   ", which a PKS does not take from the KMS");

@@ -86,6 +86,13 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
       out["issuing_cas"].push_back({{"oem", ca.oem}, {"key_name", ca.key_name}, {"subject", ca.subject},
                                     {"not_after", ca.not_after_us ? keyline::UtcTimeText(ca.not_after_us) : ""}});
     }
+    out["certificate_budgets"] = nlohmann::json::array();
+    for (const auto& b : s.certificate_budgets) {
+      out["certificate_budgets"].push_back({{"oem", b.oem}, {"granted", b.granted}, {"issued", b.issued},
+                                            {"pending", b.pending}, {"available", b.available},
+                                            {"requested", b.requested}, {"budget_min", b.budget_min},
+                                            {"budget_target", b.budget_target}});
+    }
     out["queues"] = nlohmann::json::array();
     for (const auto& q : s.queues) {
       out["queues"].push_back({{"peer", q.peer}, {"stream", q.stream}, {"depth", q.depth}});
@@ -120,6 +127,15 @@ int Status(const std::string& config_path, const std::string& data_dir, bool jso
                 ca.key_name.c_str(), keyline::UtcTimeText(ca.not_after_us).c_str());
   }
   if (s.issuing_cas.empty()) std::printf("issuing CAs: none\n");
+  for (const auto& b : s.certificate_budgets) {
+    std::printf("issuing budget for %s: %llu available (%llu granted, %llu issued, %llu held by reservations)"
+                "   min %u target %u%s%s\n",
+                b.oem.c_str(), static_cast<unsigned long long>(b.available),
+                static_cast<unsigned long long>(b.granted), static_cast<unsigned long long>(b.issued),
+                static_cast<unsigned long long>(b.pending), b.budget_min, b.budget_target,
+                b.requested ? ("   " + std::to_string(b.requested) + " requested").c_str() : "",
+                b.available == 0 ? "   SPENT: no certificates until the KMS grants more" : "");
+  }
   std::printf("last contact with the KMS: %s%s%s\n", keyline::UtcTimeText(s.kms_last_contact_us).c_str(),
               s.kms_last_error.empty() ? "" : "   last error: ", s.kms_last_error.c_str());
   return 0;

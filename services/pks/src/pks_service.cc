@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "keyline/broker/curve_keys.h"
@@ -316,6 +317,19 @@ class PksServiceImpl final : public PksService {
         status.not_after_us = info->validity.not_after.time_since_epoch().count() * 1'000'000;
       }
       snapshot.issuing_cas.push_back(std::move(status));
+    }
+    std::set<std::string> oems;
+    for (const auto& [oem, budget] : state.budgets()) oems.insert(oem);
+    for (const auto& [oem, ca] : state.config().issuing_cas) oems.insert(oem);
+    for (const std::string& oem : oems) {
+      const BudgetLevel level = state.BudgetLevelOf(oem);
+      CertificateBudgetStatus budget{oem, level.granted, level.issued, level.pending, level.available(),
+                                     level.requested};
+      if (auto ca = state.config().issuing_cas.find(oem); ca != state.config().issuing_cas.end()) {
+        budget.budget_min = ca->second.budget_min;
+        budget.budget_target = ca->second.budget_target;
+      }
+      snapshot.certificate_budgets.push_back(budget);
     }
     return snapshot;
   }

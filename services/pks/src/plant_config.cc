@@ -134,11 +134,17 @@ StatusOr<PlantConfig> ParsePlantConfig(const wire::ConfigUpdate& update,
     for (const wire::IssuingCa* ca : *update.issuing_cas()) {
       IssuingCaConfig parsed{std::string(schemas::Text(ca->oem())), std::string(schemas::Text(ca->key_name())),
                              std::string(schemas::Text(ca->certificate())),
-                             std::string(schemas::Text(ca->oem_ca_certificate()))};
+                             std::string(schemas::Text(ca->oem_ca_certificate())), ca->budget_min(),
+                             ca->budget_target()};
       if (parsed.oem.empty() || !parsed.key_name.starts_with("plant-ca/") || parsed.certificate.empty() ||
           parsed.oem_ca_certificate.empty()) {
         return InvalidArgumentError("ConfigUpdate: issuing CA \"" + parsed.key_name + "\" of OEM \"" +
                                     parsed.oem + "\" lacks its OEM, a plant-ca/ key name or a certificate");
+      }
+      if (parsed.budget_target < parsed.budget_min) {
+        return InvalidArgumentError("ConfigUpdate: issuing CA \"" + parsed.key_name + "\": budget_target " +
+                                    std::to_string(parsed.budget_target) + " is below budget_min " +
+                                    std::to_string(parsed.budget_min));
       }
       std::string oem = parsed.oem;
       if (!config.issuing_cas.emplace(oem, std::move(parsed)).second) {

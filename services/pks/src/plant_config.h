@@ -46,6 +46,9 @@ struct IssuingCaConfig {
   std::string key_name;            // "plant-ca/<oem>/<generation>"
   std::string certificate;         // PEM
   std::string oem_ca_certificate;  // PEM: the root ECU certificates chain to
+  // Issuing budget policy: ask the KMS when fewer than budget_min remain, up to budget_target.
+  uint32_t budget_min = 0;
+  uint32_t budget_target = 0;
 };
 
 struct PlantConfig {

@@ -44,6 +44,8 @@ struct PlantCore {
   std::mutex mu;
   // Per product: no new StockRequest before this time (the KMS answered short).
   std::map<std::string, int64_t> short_until_us;
+  // Per OEM: no new CertificateBudgetRequest before this time (the KMS granted less).
+  std::map<std::string, int64_t> budget_short_until_us;
   // Set by a handler that queued a StockRequest: the KMS link should make contact now.
   std::atomic<bool> contact_wanted{false};
   // Failed group writes seen so far; a change means memory may be ahead of the database.
@@ -79,6 +81,17 @@ const KeySet* KeySetOfPackage(const PlantState& state, std::string_view package_
 // minimum (and the KMS did not just answer short).
 [[nodiscard]] Status Replenish(PlantCore& core, broker::WriteContext& write,
                                const std::string& product);
+// --- the issuing budget (certificate_budget.cc, docs/certificates.md) ---
+// Asks the KMS for more of `oem`'s budget when fewer than the CA's budget_min are available
+// (one request per OEM at a time, none while the KMS just granted short).
+[[nodiscard]] Status ReplenishBudget(PlantCore& core, broker::WriteContext& write,
+                                     const std::string& oem);
+// Re-sends budget requests unanswered for too long and asks where low.
+[[nodiscard]] Status ReplenishBudgets(PlantCore& core, broker::WriteContext& write);
+// A CertificateBudgetGrant from the KMS, applied once per grant id.
+[[nodiscard]] Status ApplyCertificateBudgetGrant(PlantCore& core, const broker::Delivery& delivery,
+                                                 broker::WriteContext& write);
+
 // The PKS's verdict on a reservation's certificate slot (docs/certificates.md).
 struct CertificateVerdict {
   bool confirmed = false;             // the ECU's confirmation verifies with the certificate

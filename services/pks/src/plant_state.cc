@@ -19,6 +19,8 @@ constexpr char kRecordSequenceKey[] = "record_sequence";
 constexpr char kRequestPrefix[] = "request/";
 constexpr char kBatchPrefix[] = "batch/";
 constexpr char kTransportPrefix[] = "transport/";
+constexpr char kBudgetPrefix[] = "cert-budget/";
+constexpr char kGrantPrefix[] = "cert-grant/";
 
 std::string EncodeU64(uint64_t value) {
   std::string out(8, '\0');
@@ -192,6 +194,31 @@ StatusOr<StockRequestEntry> DecodeRequest(std::span<const uint8_t> bytes, const 
   return request;
 }
 
+std::vector<uint8_t> EncodeBudget(const CertificateBudget& budget) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  fbb.Finish(wire::CreateStoredCertificateBudgetDirect(fbb, budget.oem.c_str(), budget.granted,
+                                                       budget.issued, budget.request_id.c_str(),
+                                                       budget.requested, budget.request_sent_at_us));
+  auto bytes = schemas::FinishedBytes(fbb);
+  return {bytes.begin(), bytes.end()};
+}
+
+StatusOr<CertificateBudget> DecodeBudget(std::span<const uint8_t> bytes, const std::string& key) {
+  ASSIGN_OR_RETURN(const wire::StoredCertificateBudget* stored,
+                   schemas::DecodeVerified<wire::StoredCertificateBudget>(bytes, "meta/" + key));
+  CertificateBudget budget;
+  budget.oem = std::string(schemas::Text(stored->oem()));
+  budget.granted = stored->granted();
+  budget.issued = stored->issued();
+  budget.request_id = std::string(schemas::Text(stored->request_id()));
+  budget.requested = stored->requested();
+  budget.request_sent_at_us = stored->request_sent_at_us();
+  if (budget.oem.empty() || budget.issued > budget.granted) {
+    return DataLossError("meta/" + key + ": a budget without its OEM, or more issued than granted");
+  }
+  return budget;
+}
+
 }  // namespace
 
 std::vector<std::string> PksColumnFamilies() { return {kKeySetsFamily, kMetaFamily}; }
@@ -245,6 +272,12 @@ StatusOr<std::unique_ptr<PlantState>> PlantState::Load(broker::Database* databas
       state->requests_.emplace(request.request_id, std::move(request));
     } else if (key.rfind(kBatchPrefix, 0) == 0) {
       state->batches_.insert(key.substr(sizeof(kBatchPrefix) - 1));
+    } else if (key.rfind(kBudgetPrefix, 0) == 0) {
+      ASSIGN_OR_RETURN(CertificateBudget budget, DecodeBudget(AsBytes(value), key));
+      std::string oem = budget.oem;
+      state->budgets_.emplace(std::move(oem), std::move(budget));
+    } else if (key.rfind(kGrantPrefix, 0) == 0) {
+      state->grants_.insert(key.substr(sizeof(kGrantPrefix) - 1));
     } else if (key.rfind(kTransportPrefix, 0) == 0) {
       state->transport_keys_[key.substr(sizeof(kTransportPrefix) - 1)] =
           std::vector<uint8_t>(value.begin(), value.end());
@@ -284,6 +317,10 @@ void PlantState::Index(const KeySet& ks) {
   if (ks.reservation && ks.reservation->certificate && ks.reservation->certificate->issued()) {
     ++counts.certificates;
   }
+  if (ks.state == KeySetState::kReserved && ks.reservation->certificate &&
+      !ks.reservation->certificate->issued()) {
+    ++counts.certificates_pending;
+  }
 }
 
 void PlantState::Unindex(const KeySet& ks) {
@@ -305,6 +342,10 @@ void PlantState::Unindex(const KeySet& ks) {
   }
   if (ks.reservation && ks.reservation->certificate && ks.reservation->certificate->issued()) {
     --counts.certificates;
+  }
+  if (ks.state == KeySetState::kReserved && ks.reservation->certificate &&
+      !ks.reservation->certificate->issued()) {
+    --counts.certificates_pending;
   }
 }
 
@@ -343,6 +384,31 @@ std::vector<std::string> PlantState::ProductNames() const {
 ProductCounts PlantState::Counts(const std::string& product) const {
   auto it = counts_.find(product);
   return it == counts_.end() ? ProductCounts{} : it->second;
+}
+
+CertificateBudget PlantState::Budget(const std::string& oem) const {
+  auto it = budgets_.find(oem);
+  if (it != budgets_.end()) return it->second;
+  CertificateBudget none;
+  none.oem = oem;
+  return none;
+}
+
+BudgetLevel PlantState::BudgetLevelOf(const std::string& oem) const {
+  const CertificateBudget budget = Budget(oem);
+  BudgetLevel level;
+  level.granted = budget.granted;
+  level.issued = budget.issued;
+  level.requested = budget.requested;
+  for (const auto& [name, product] : config_.products) {
+    if (product.oem == oem) level.pending += Counts(name).certificates_pending;
+  }
+  return level;
+}
+
+std::string BudgetLevel::Describe() const {
+  return std::to_string(granted) + " granted, " + std::to_string(issued) + " issued, " +
+         std::to_string(pending) + " held by reservations";
 }
 
 const std::vector<uint8_t>* PlantState::TransportKey(const std::string& ref) const {
@@ -395,6 +461,18 @@ void PlantState::PutBatchApplied(rocksdb::WriteBatch& batch, const std::string& 
 void PlantState::PutRecordSequence(rocksdb::WriteBatch& batch, uint64_t sequence) {
   Check(batch.Put(database_->Family(kMetaFamily), kRecordSequenceKey, EncodeU64(sequence)));
   record_sequence_ = sequence;
+}
+
+void PlantState::PutBudget(rocksdb::WriteBatch& batch, CertificateBudget budget) {
+  Check(batch.Put(database_->Family(kMetaFamily), kBudgetPrefix + budget.oem,
+                  AsSlice(EncodeBudget(budget))));
+  std::string oem = budget.oem;
+  budgets_[oem] = std::move(budget);
+}
+
+void PlantState::PutGrantApplied(rocksdb::WriteBatch& batch, const std::string& grant_id) {
+  Check(batch.Put(database_->Family(kMetaFamily), kGrantPrefix + grant_id, ""));
+  grants_.insert(grant_id);
 }
 
 void PlantState::PutTransportKey(rocksdb::WriteBatch& batch, const std::string& ref,

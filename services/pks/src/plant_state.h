@@ -90,6 +90,31 @@ struct StockRequestEntry {
   int64_t sent_at_us = 0;
 };
 
+// The plant's issuing budget for one OEM (docs/certificates.md): it may issue at most
+// `granted` certificates in all. Stored, and changed in the same write as what changes it.
+struct CertificateBudget {
+  std::string oem;
+  uint64_t granted = 0;  // by the KMS, in total
+  uint64_t issued = 0;   // in total
+  // The CertificateBudgetRequest outstanding; empty request_id: none.
+  std::string request_id;
+  uint32_t requested = 0;
+  int64_t request_sent_at_us = 0;
+};
+
+// Where the plant stands with one OEM's certificates. Each reservation whose certificate is not
+// issued yet holds one unit, so a reservation is only made when its certificate can be issued.
+struct BudgetLevel {
+  uint64_t granted = 0;
+  uint64_t issued = 0;
+  uint64_t pending = 0;    // reservations waiting for their certificate
+  uint64_t requested = 0;  // asked of the KMS, not answered yet
+  uint64_t available() const {
+    return granted > issued + pending ? granted - issued - pending : 0;
+  }
+  std::string Describe() const;  // "N granted, N issued, N held by reservations"
+};
+
 struct ProductCounts {
   uint64_t in_stock = 0;
   uint64_t reserved = 0;
@@ -97,6 +122,7 @@ struct ProductCounts {
   uint64_t burned = 0;
   uint64_t requested = 0;  // key sets asked for in requests not yet answered
   uint64_t certificates = 0;  // ECU certificates issued (whatever became of the key set)
+  uint64_t certificates_pending = 0;  // RESERVED with a certificate slot not issued yet
 };
 
 class PlantState {
@@ -125,6 +151,12 @@ class PlantState {
   uint64_t next_stock_order() const { return last_stock_order_ + 1; }
   const std::map<std::string, StockRequestEntry>& stock_requests() const { return requests_; }
   bool BatchApplied(const std::string& batch_id) const { return batches_.count(batch_id) != 0; }
+  // The issuing budget of `oem` (all zero if the KMS never granted one).
+  CertificateBudget Budget(const std::string& oem) const;
+  const std::map<std::string, CertificateBudget>& budgets() const { return budgets_; }
+  // The budget of `oem` with the reservations of its products that wait for a certificate.
+  BudgetLevel BudgetLevelOf(const std::string& oem) const;
+  bool GrantApplied(const std::string& grant_id) const { return grants_.count(grant_id) != 0; }
   // The stored (HSM-wrapped) transport key named `ref`, if imported.
   const std::vector<uint8_t>* TransportKey(const std::string& ref) const;
 
@@ -136,6 +168,8 @@ class PlantState {
   void EraseStockRequest(rocksdb::WriteBatch& batch, const std::string& request_id);
   void PutBatchApplied(rocksdb::WriteBatch& batch, const std::string& batch_id);
   void PutRecordSequence(rocksdb::WriteBatch& batch, uint64_t sequence);
+  void PutBudget(rocksdb::WriteBatch& batch, CertificateBudget budget);
+  void PutGrantApplied(rocksdb::WriteBatch& batch, const std::string& grant_id);
   void PutTransportKey(rocksdb::WriteBatch& batch, const std::string& ref,
                        std::vector<uint8_t> wrapped);
 
@@ -157,6 +191,8 @@ class PlantState {
   std::map<std::string, ProductCounts> counts_;
   std::map<std::string, StockRequestEntry> requests_;
   std::set<std::string> batches_;
+  std::map<std::string, CertificateBudget> budgets_;  // by OEM
+  std::set<std::string> grants_;                      // CertificateBudgetGrant ids applied
   std::map<std::string, std::vector<uint8_t>> transport_keys_;
   uint64_t record_sequence_ = 0;
   uint64_t last_stock_order_ = 0;

@@ -3,6 +3,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <random>
+#include <set>
 
 #include "keyline/common/hex.h"
 #include "keyline/common/log.h"
@@ -78,7 +79,7 @@ Status ReplenishAll(PlantCore& core, broker::WriteContext& write) {
   for (const auto& [name, product] : core.state->config().products) {
     RETURN_IF_ERROR(Replenish(core, write, name));
   }
-  return Status::Ok();
+  return ReplenishBudgets(core, write);
 }
 
 Status SendPlantStatus(PlantCore& core, broker::WriteContext& write) {
@@ -94,9 +95,18 @@ Status SendPlantStatus(PlantCore& core, broker::WriteContext& write) {
     queues.push_back(wire::CreateQueueDepth(fbb, fbb.CreateString(q.queue.peer),
                                             fbb.CreateString(q.queue.stream), q.depth(), 0));
   }
+  std::set<std::string> oems;
+  for (const auto& [oem, budget] : core.state->budgets()) oems.insert(oem);
+  for (const auto& [oem, ca] : core.state->config().issuing_cas) oems.insert(oem);
+  std::vector<flatbuffers::Offset<wire::CertificateBudgetLevel>> budgets;
+  for (const std::string& oem : oems) {
+    const BudgetLevel level = core.state->BudgetLevelOf(oem);
+    budgets.push_back(wire::CreateCertificateBudgetLevel(fbb, fbb.CreateString(oem), level.granted,
+                                                         level.issued, level.pending, level.requested));
+  }
   fbb.Finish(wire::CreatePlantStatus(fbb, fbb.CreateString(core.plant_id),
                                      core.state->config().version, fbb.CreateVector(stock),
-                                     fbb.CreateVector(queues)));
+                                     fbb.CreateVector(queues), fbb.CreateVector(budgets)));
   return write.Send({kKmsPeer, kControlStream}, wire::MessageType::PlantStatus,
                     schemas::FinishedBytes(fbb))
       .status();

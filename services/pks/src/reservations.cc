@@ -129,6 +129,21 @@ StatusOr<PackageAnswer> Reserve(PlantCore& core, broker::WriteContext& write,
     return answer;
   }
 
+  // The issuing budget is checked before any key is handed out: an ECU whose certificate could
+  // not be issued would otherwise burn its key set half-way.
+  if (product.certificate) {
+    const BudgetLevel level = core.state->BudgetLevelOf(product.oem);
+    if (level.available() == 0) {
+      RETURN_IF_ERROR(ReplenishBudget(core, write, product.oem));
+      return Refuse(wire::PackageErrorCode::BUDGET_EXHAUSTED,
+                    "the issuing budget of OEM \"" + product.oem + "\" at plant " + core.plant_id +
+                        " is spent (" + level.Describe() + ")" +
+                        (core.state->Budget(product.oem).request_id.empty()
+                             ? "; the KMS grants more (keylinectl plant ca budget)"
+                             : "; more has been asked of the KMS"));
+    }
+  }
+
   // A key set that does not open here is burned and the next one tried: it must never be
   // served, and one bad key set must not stop the line.
   for (;;) {
@@ -177,6 +192,7 @@ StatusOr<PackageAnswer> Reserve(PlantCore& core, broker::WriteContext& write,
     std::string id = reserved.id;
     core.state->PutKeySet(write.batch(), std::move(reserved));
     RETURN_IF_ERROR(Replenish(core, write, product_name));
+    if (product.certificate) RETURN_IF_ERROR(ReplenishBudget(core, write, product.oem));
     PackageAnswer answer;
     answer.key_set = core.state->Find(id);
     answer.loads = std::move(*loads);

@@ -15,6 +15,9 @@
 #include "keyline/common/hex.h"
 #include "keyline/hsm/software_custody.h"
 #include "keyline/hsm/x509.h"
+#include "keyline/schemas/decode.h"
+#include "keyline/wire/envelope_generated.h"
+#include "keyline/wire/kms_pks_generated.h"
 #include "plant_harness.h"
 
 namespace keyline::pks::testing {
@@ -23,6 +26,7 @@ namespace {
 constexpr char kStation[] = "line1-eol1";
 constexpr int kCsrRefused = 8;    // wire::PackageErrorCode::CSR_REFUSED
 constexpr int kNoIssuingCa = 9;   // wire::PackageErrorCode::NO_ISSUING_CA
+constexpr int kBudgetExhausted = 10;  // wire::PackageErrorCode::BUDGET_EXHAUSTED
 constexpr int kNotReserved = 11;  // wire::PackageErrorCode::NOT_RESERVED
 constexpr int kEcuGeneralError = 7;
 
@@ -84,13 +88,14 @@ std::string BreakSignature(const std::string& pem) {
 
 // A plant with stock of a product with a certificate slot and its issuing CA installed.
 struct CertifyingPlant {
-  explicit CertifyingPlant(size_t stock) {
+  explicit CertifyingPlant(size_t stock, uint32_t grant = 1000, uint32_t budget_min = 0,
+                           uint32_t budget_target = 0) {
     product.certificate_slot = true;
     plant.StartPks();
     plant.Configure({product});
     plant.Ship(product.name, stock);
     plant.StartStation(kStation);
-    root = plant.InstallIssuingCa({product});
+    root = plant.InstallIssuingCa({product}, grant, budget_min, budget_target);
     BOOST_REQUIRE(WaitUntil([&] {
       auto s = plant.pks().Snapshot();
       return s.config_version == 2 && s.issuing_cas.size() == 1 && !s.products.empty() &&
@@ -106,6 +111,19 @@ struct CertifyingPlant {
   std::vector<RecordView> AwaitRecords(size_t n) {
     BOOST_REQUIRE(WaitUntil([&] { return plant.Records().size() >= n; }));
     return plant.Records();
+  }
+  // Reserves, has the certificate issued and confirms it: one ECU through the whole flow.
+  void Provision(Ecu& ecu) {
+    PackageView package = Reserve(ecu);
+    auto issued = plant.RequestCertificate(kStation, package, ecu.uid, ecu.Csr(package.certificate_challenge));
+    BOOST_REQUIRE(issued);
+    BOOST_REQUIRE_MESSAGE(issued->error == 0, issued->message);
+    plant.Report(kStation, package, ecu.uid, ecu.Confirm(*issued));
+  }
+  CertificateBudgetStatus Budget() {
+    auto budgets = plant.pks().Snapshot().certificate_budgets;
+    BOOST_REQUIRE_EQUAL(budgets.size(), 1u);
+    return budgets[0];
   }
   ProductSpec product;
   PlantHarness plant;
@@ -284,6 +302,97 @@ BOOST_AUTO_TEST_CASE(IssuedCertificateSurvivesARestart) {
   auto records = c.AwaitRecords(1);
   BOOST_TEST(records[0].injected, records[0].burn_reason);
   BOOST_TEST(records[0].certificate == issued->certificate);
+}
+
+// The issuing budget: a plant issues no more certificates than the KMS granted. At zero the
+// package is refused before any key is handed out (stock untouched), with a clear error; a new
+// grant lets the line go on, and a grant is applied once.
+BOOST_AUTO_TEST_CASE(IssuingStopsAtZeroBudgetAndResumesAfterReplenishment) {
+  CertifyingPlant c(5, /*grant=*/2);
+  Ecu first(1), second(2), third(3);
+  c.Provision(first);
+  c.Provision(second);
+  BOOST_REQUIRE(WaitUntil([&] { return c.Budget().issued == 2 && c.Budget().pending == 0; }));
+  BOOST_TEST(c.Budget().available == 0u);
+
+  auto refused = c.plant.Request(kStation, c.product.name, third.uid);
+  BOOST_REQUIRE(refused);
+  BOOST_TEST(refused->error == kBudgetExhausted, refused->message);
+  BOOST_TEST(refused->message.find("issuing budget of OEM \"acme\"") != std::string::npos, refused->message);
+  BOOST_TEST(refused->message.find("2 granted, 2 issued") != std::string::npos, refused->message);
+  BOOST_TEST(refused->key_set_id.empty());
+  BOOST_TEST(c.plant.pks().Snapshot().products[0].in_stock == 3u);
+  BOOST_TEST(c.plant.pks().Snapshot().products[0].reserved == 0u);
+
+  // Another plant's grant and a grant without an id change nothing.
+  c.plant.GrantBudget("plant-b/acme/1", 50, "", "plant-b");
+  c.plant.GrantBudget("", 50);
+  // Replenished: one more, sent twice (at-least-once delivery): applied once.
+  c.plant.GrantBudget("plant-a/acme/2", 1);
+  c.plant.GrantBudget("plant-a/acme/2", 1);
+  BOOST_REQUIRE(WaitUntil([&] { return c.Budget().granted == 3; }));
+  c.Provision(third);
+  BOOST_REQUIRE(WaitUntil([&] { return c.Budget().issued == 3 && c.Budget().pending == 0; }));
+  BOOST_TEST(c.Budget().granted == 3u);
+  auto records = c.AwaitRecords(3);
+  for (const RecordView& r : records) BOOST_TEST(r.injected, r.burn_reason);
+
+  // Spent again: refused again, and nothing issued beyond the grants, also after a restart.
+  c.plant.StopPks();
+  c.plant.StartPks();
+  BOOST_TEST(c.Budget().granted == 3u);
+  BOOST_TEST(c.Budget().issued == 3u);
+  auto spent = c.plant.Request(kStation, c.product.name, PlantHarness::Uid(4));
+  BOOST_REQUIRE(spent);
+  BOOST_TEST(spent->error == kBudgetExhausted, spent->message);
+}
+
+// With a policy the plant asks by itself: below budget_min it asks the KMS for enough to reach
+// budget_target (one request at a time, answered by the grant that echoes it); reservations
+// waiting for their certificate hold budget; the plant's status reports the levels.
+BOOST_AUTO_TEST_CASE(PlantAsksForMoreBudgetBelowItsMinimum) {
+  CertifyingPlant c(6, /*grant=*/0, /*budget_min=*/2, /*budget_target=*/5);
+  auto budget_requests = [&] {
+    std::vector<std::pair<std::string, uint32_t>> out;
+    for (const auto& r : c.plant.kms().Of(wire::MessageType::CertificateBudgetRequest)) {
+      const auto* request = flatbuffers::GetRoot<wire::CertificateBudgetRequest>(r.payload.data());
+      BOOST_TEST(schemas::Text(request->oem()) == "acme");
+      out.emplace_back(std::string(schemas::Text(request->request_id())), request->count());
+    }
+    return out;
+  };
+  BOOST_REQUIRE(WaitUntil([&] { return budget_requests().size() == 1; }));
+  BOOST_TEST(budget_requests()[0].second == 5u);
+  BOOST_TEST(c.Budget().requested == 5u);
+  auto refused = c.plant.Request(kStation, c.product.name, PlantHarness::Uid(1));
+  BOOST_REQUIRE(refused);
+  BOOST_TEST(refused->error == kBudgetExhausted, refused->message);
+  BOOST_TEST(refused->message.find("more has been asked of the KMS") != std::string::npos, refused->message);
+
+  c.plant.GrantBudget("plant-a/acme/1", 5, budget_requests()[0].first);
+  BOOST_REQUIRE(WaitUntil([&] { return c.Budget().granted == 5 && c.Budget().requested == 0; }));
+  // Three reservations hold three units: 2 left, not below the minimum yet.
+  std::vector<PackageView> held;
+  for (uint64_t n = 1; n <= 3; ++n) held.push_back(c.Reserve(Ecu(n)));
+  BOOST_TEST(c.Budget().pending == 3u);
+  BOOST_TEST(c.Budget().available == 2u);
+  BOOST_TEST(budget_requests().size() == 1u);
+  // The fourth leaves 1 < 2: the plant asks for 4 more (5 - 1).
+  held.push_back(c.Reserve(Ecu(4)));
+  BOOST_REQUIRE(WaitUntil([&] { return budget_requests().size() == 2; }));
+  BOOST_TEST(budget_requests()[1].second == 4u);
+  BOOST_TEST(budget_requests()[1].first != budget_requests()[0].first);
+  // The KMS sees the levels in the PlantStatus.
+  BOOST_REQUIRE(WaitUntil([&] {
+    for (const auto& r : c.plant.kms().Of(wire::MessageType::PlantStatus)) {
+      const auto* status = flatbuffers::GetRoot<wire::PlantStatus>(r.payload.data());
+      if (status->certificate_budgets() != nullptr && status->certificate_budgets()->size() == 1 &&
+          status->certificate_budgets()->Get(0)->granted() == 5) {
+        return true;
+      }
+    }
+    return false;
+  }));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

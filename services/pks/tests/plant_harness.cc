@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
+
 #include <flatbuffers/flatbuffers.h>
 
 #include <fstream>
+#include <thread>
 
 #include "keyline/common/hex.h"
 #include "keyline/hsm/software_custody.h"
@@ -237,7 +239,7 @@ void PlantHarness::Configure(const std::vector<ProductSpec>& products, ConfigOpt
   std::vector<flatbuffers::Offset<wire::IssuingCa>> cas;
   for (const auto& ca : options.issuing_cas) {
     cas.push_back(wire::CreateIssuingCaDirect(fbb, ca.oem.c_str(), ca.key_name.c_str(), ca.certificate.c_str(),
-                                              ca.oem_ca_certificate.c_str()));
+                                              ca.oem_ca_certificate.c_str(), ca.budget_min, ca.budget_target));
   }
   fbb.Finish(wire::CreateConfigUpdate(fbb, ++config_version_, fbb.CreateString(options.plant),
                                       fbb.CreateVector(product_offsets), fbb.CreateVector(stations),
@@ -428,7 +430,16 @@ void PlantHarness::Report(const std::string& station, const PackageView& package
   Report(station, package, uid, -1, &certificate);
 }
 
-std::string PlantHarness::InstallIssuingCa(const std::vector<ProductSpec>& products) {
+void PlantHarness::GrantBudget(const std::string& grant_id, uint32_t count, const std::string& request_id,
+                               const std::string& plant) {
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateCertificateBudgetGrantDirect(fbb, request_id.c_str(), grant_id.c_str(),
+                                                      plant.empty() ? kPlant : plant.c_str(), "acme", count));
+  kms_->Send({kPlant, "control"}, wire::MessageType::CertificateBudgetGrant, schemas::FinishedBytes(fbb));
+}
+
+std::string PlantHarness::InstallIssuingCa(const std::vector<ProductSpec>& products, uint32_t grant,
+                                           uint32_t budget_min, uint32_t budget_target) {
   const std::string generation = std::to_string(++ca_counter_);
   const std::string key_name = "plant-ca/acme/" + generation;
   const std::vector<uint8_t> challenge(32, static_cast<uint8_t>(0x40 + ca_counter_));
@@ -459,8 +470,17 @@ std::string PlantHarness::InstallIssuingCa(const std::vector<ProductSpec>& produ
       hsm::IssueCaCertificate(*oem_, *root_key, *root, *checked, hsm::ValidForDaysFromNow(1825));
   BOOST_REQUIRE(certificate.ok());
   ConfigOptions options;
-  options.issuing_cas.push_back({"acme", key_name, *certificate, *root});
+  options.issuing_cas.push_back({"acme", key_name, *certificate, *root, budget_min, budget_target});
   Configure(products, options);
+  if (grant > 0) {
+    GrantBudget("grant-" + key_name, grant);
+    // In process, wait until the plant holds it (a child process's callers retry instead).
+    for (int i = 0; pks_ && i < 1000; ++i) {
+      auto budgets = pks_->Snapshot().certificate_budgets;
+      if (!budgets.empty() && budgets[0].granted >= grant) break;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
   return *root;
 }
 

@@ -156,6 +156,7 @@ class PlantHarness {
     uint32_t interval_s = 0;        // 0: continuous contact; else scheduled contact
     struct IssuingCa {
       std::string oem, key_name, certificate, oem_ca_certificate;
+      uint32_t budget_min = 0, budget_target = 0;  // 0 / 0: the plant never asks for budget
     };
     std::vector<IssuingCa> issuing_cas;
   };
@@ -171,8 +172,13 @@ class PlantHarness {
                                 const hsm::PublicKey* seal_for = nullptr);
   void SendVerificationRequest(const std::string& barrier_id);
   // Has the PKS make its issuing CA for OEM "acme" (PlantCaRequest), signs its CSR with a new
-  // test OEM root, and configures `products` with that CA. Returns the root's PEM.
-  std::string InstallIssuingCa(const std::vector<ProductSpec>& products);
+  // test OEM root, configures `products` with that CA (and `budget_min` / `budget_target`)
+  // and grants `grant` certificates. Returns the root's PEM.
+  std::string InstallIssuingCa(const std::vector<ProductSpec>& products, uint32_t grant = 1000,
+                               uint32_t budget_min = 0, uint32_t budget_target = 0);
+  // Sends a CertificateBudgetGrant of `count` for OEM "acme" (or `plant` other than this one's).
+  void GrantBudget(const std::string& grant_id, uint32_t count, const std::string& request_id = "",
+                   const std::string& plant = "");
   std::vector<RecordView> Records();
   size_t shipped() {
     std::lock_guard lock(keys_mu_);

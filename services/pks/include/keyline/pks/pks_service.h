@@ -50,6 +50,18 @@ struct IssuingCaStatus {
   int64_t not_after_us = 0;
 };
 
+// The plant's issuing budget for one OEM (docs/certificates.md).
+struct CertificateBudgetStatus {
+  std::string oem;
+  uint64_t granted = 0;    // by the KMS, in total
+  uint64_t issued = 0;     // in total
+  uint64_t pending = 0;    // reservations waiting for their certificate
+  uint64_t available = 0;  // granted - issued - pending: what new reservations may still use
+  uint64_t requested = 0;  // asked of the KMS, not answered yet
+  uint32_t budget_min = 0;     // the policy in the configuration (0 / 0: none)
+  uint32_t budget_target = 0;
+};
+
 struct PksSnapshot {
   std::string plant_id;
   uint64_t config_version = 0;
@@ -60,6 +72,7 @@ struct PksSnapshot {
   uint64_t stock_requests_open = 0;
   std::vector<QueueStatus> queues;
   std::vector<IssuingCaStatus> issuing_cas;
+  std::vector<CertificateBudgetStatus> certificate_budgets;
   int64_t kms_last_contact_us = 0;  // 0: never
   std::string kms_last_error;
   bool kms_connected = false;       // live services only
