@@ -435,6 +435,27 @@ class Rehearsal:
                 raise Failure(f"{entry['plant']}: issuing CAs {states} after plant ca issue")
         print(f"  plant ca issue: {', '.join(plants)} hold an active issuing CA of {oem}")
 
+    def wait_for_budgets(self, oem, plants):
+        """Each plant asks the KMS for its issuing budget once its CA arrives; one plant gets a
+        policy of its own through `keylinectl plant ca budget`."""
+        policy = self.admin_json("plant", "ca", "budget", "--plant", plants[0], "--oem", oem,
+                                 "--min", "100", "--target", "400")
+        if policy.get("target") != 400:
+            raise Failure(f"plant ca budget: {policy}")
+        deadline = time.time() + 60
+        while True:
+            status = self.admin_json("status")
+            ready = {entry["plant"] for entry in status["plants"]
+                     for budget in entry.get("certificate_budgets", [])
+                     if budget["oem"] == oem and budget.get("at_plant", {}).get("available", 0) > 0}
+            if all(plant in ready for plant in plants):
+                break
+            if time.time() > deadline:
+                raise Failure(f"no issuing budget at {sorted(set(plants) - ready)} after 60 s: {status}")
+            time.sleep(0.5)
+        print(f"  issuing budgets: {', '.join(plants)} may issue certificates of {oem} "
+              f"({plants[0]}: min 100, target 400)")
+
     def restart(self, name):
         self.stop(name)
         self.start(name)
@@ -468,6 +489,7 @@ def main():
         lab.wait_for_stock(product, minimum)
         # The product has a certificate slot: each plant needs its issuing CA before an ECU.
         lab.issue_plant_cas(lab.services["setup"]["environment"]["LAB_OEM"], ["plant-a", "plant-b"])
+        lab.wait_for_budgets(lab.services["setup"]["environment"]["LAB_OEM"], ["plant-a", "plant-b"])
         for injector in injectors:
             lab.provision(injector, product)
         lab.run_setup_again()

@@ -416,6 +416,19 @@ class BenchPlant {
     for (auto deadline = Clock::now() + 30s; pks_->Snapshot().issuing_cas.empty(); std::this_thread::sleep_for(20ms)) {
       if (Clock::now() > deadline) return DeadlineExceededError("the PKS did not install its issuing CA");
     }
+    // An issuing budget beyond anything the run issues, as the KMS would grant it.
+    flatbuffers::FlatBufferBuilder grant;
+    grant.Finish(wire::CreateCertificateBudgetGrantDirect(grant, "", "bench-plant/bench-oem/1", kPlant, "bench-oem",
+                                                          100'000'000));
+    RETURN_IF_ERROR(kms_->store->Commit([&](broker::WriteContext& write) {
+      return write.Send({kPlant, "control"}, wire::MessageType::CertificateBudgetGrant, schemas::FinishedBytes(grant))
+          .status();
+    }));
+    for (auto deadline = Clock::now() + 30s;; std::this_thread::sleep_for(20ms)) {
+      auto budgets = pks_->Snapshot().certificate_budgets;
+      if (!budgets.empty() && budgets[0].granted > 0) break;
+      if (Clock::now() > deadline) return DeadlineExceededError("the PKS did not apply its issuing budget");
+    }
     return Status::Ok();
   }
 

@@ -719,6 +719,17 @@ void RegisterAuditAndStatus(CLI::App& root, CommandContext& context) {
           text << "    issuing CA for " << ca["oem"].get<std::string>() << " #" << ca["generation"] << ": "
                << ca["state"].get<std::string>() << "\n";
         }
+        for (const auto& b : p.value("certificate_budgets", json::array())) {
+          text << "    issuing budget for " << b["oem"].get<std::string>() << ": granted " << b.value("granted", uint64_t{0})
+               << ", recorded " << b.value("recorded", uint64_t{0}) << " (min " << b.value("min", uint64_t{0}) << ", target "
+               << b.value("target", uint64_t{0}) << ")";
+          if (b.contains("at_plant")) {
+            const json& at = b["at_plant"];
+            text << "; at the plant " << at["available"] << " available, " << at["issued"] << " issued, "
+                 << at["pending"] << " reserved";
+          }
+          text << "\n";
+        }
       }
       text << "products:\n";
       for (const auto& p : s["products"]) {

@@ -10,6 +10,9 @@
 //       signs a path-length-0 CA certificate for it, the KMS ships it to the plant. If the plant
 //       does not answer within --wait seconds the request stays open: run the command again.
 //   plant ca revoke --plant P --oem O [--reason TEXT]
+//   plant ca budget --plant P --oem O --min N --target N
+//       the plant's issuing budget: it asks for more certificates when fewer than N remain, and
+//       never holds more than --target granted and not yet reported (0 stops further grants).
 //
 // Exit status as every keylinectl command: 0 done, 1 refused or failed, 2 usage.
 #include <sys/stat.h>
@@ -24,6 +27,7 @@
 #include <thread>
 
 #include "admin_support.h"
+#include "cli_values.h"
 #include "command.h"
 #include "keyline/common/hex.h"
 #include "keyline/hsm/software_custody.h"
@@ -41,6 +45,7 @@ constexpr char kCertificateFile[] = "oem-ca.pem";
 struct CaArgs {
   KmsConnection kms;
   std::string oem, plant, dir, cert, organization, country, reason;
+  std::string budget_min, budget_target;
   int days = 0;
   int wait_s = 60;
   bool json = false;
@@ -184,6 +189,23 @@ Status PlantCaRevoke(const CaArgs& a, std::ostream& out) {
   return Status::Ok();
 }
 
+Status PlantCaBudget(const CaArgs& a, std::ostream& out) {
+  // A million per plant and OEM is far above any line's output between two contacts.
+  ASSIGN_OR_RETURN(uint32_t min, ParseNumber(a.budget_min, "--min", 1'000'000));
+  ASSIGN_OR_RETURN(uint32_t target, ParseNumber(a.budget_target, "--target", 1'000'000));
+  if (min > target) return InvalidArgumentError("--min must not be above --target");
+  flatbuffers::FlatBufferBuilder fbb;
+  auto c = wire::CreateCertificateBudgetSetDirect(fbb, a.plant.c_str(), a.oem.c_str(), min, target);
+  ASSIGN_OR_RETURN(auto answer, Ask(a.kms, Finish(fbb, wire::AdminCommand::CertificateBudgetSet, c.Union())));
+  const json& b = answer.json;
+  Print(out, a.json, b,
+        "plant " + a.plant + " issuing budget for " + a.oem + ": asks below " + std::to_string(min) + ", up to " +
+            std::to_string(target) + " (" + std::to_string(b["granted"].get<uint64_t>()) + " granted, " +
+            std::to_string(b["recorded"].get<uint64_t>()) + " recorded so far); shipped in configuration version " +
+            std::to_string(b["config_version"].get<uint64_t>()));
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterCaCommands(CLI::App& root, CommandContext& context) {
@@ -229,6 +251,17 @@ void RegisterCaCommands(CLI::App& root, CommandContext& context) {
   revoke->add_flag("--json", args->json, "print JSON");
   args->kms.AddOptions(*revoke);
   revoke->callback([args, &context] { Runner{context}([&] { return PlantCaRevoke(*args, *context.out); }); });
+
+  auto* budget = plant_ca->add_subcommand("budget", "how many ECU certificates a plant may issue ahead");
+  budget->add_option("--plant", args->plant, "plant id")->required();
+  budget->add_option("--oem", args->oem, "OEM id")->required();
+  budget->add_option("--min", args->budget_min, "the plant asks for more below this")->required();
+  budget->add_option("--target", args->budget_target,
+                     "most certificates granted and not yet reported in records (0: no more grants)")
+      ->required();
+  budget->add_flag("--json", args->json, "print JSON");
+  args->kms.AddOptions(*budget);
+  budget->callback([args, &context] { Runner{context}([&] { return PlantCaBudget(*args, *context.out); }); });
 }
 
 }  // namespace keyline::keylinectl

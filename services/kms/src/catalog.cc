@@ -188,7 +188,8 @@ std::vector<uint8_t> Catalog::BuildConfigUpdate(const PlantSpec& plant,
   if (issuing_cas_) {
     for (const IssuingCaConfig& ca : issuing_cas_(plant.plant)) {
       cas.push_back(wire::CreateIssuingCaDirect(fbb, ca.oem.c_str(), ca.key_name.c_str(),
-                                                ca.certificate.c_str(), ca.oem_ca_certificate.c_str()));
+                                                ca.certificate.c_str(), ca.oem_ca_certificate.c_str(),
+                                                ca.budget_min, ca.budget_target));
     }
   }
   fbb.Finish(wire::CreateConfigUpdate(fbb, plant.config_version, fbb.CreateString(plant.plant),

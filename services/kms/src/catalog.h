@@ -67,6 +67,8 @@ struct IssuingCaConfig {
   std::string key_name;
   std::string certificate;         // PEM
   std::string oem_ca_certificate;  // PEM
+  uint32_t budget_min = 0;         // the plant's issuing budget policy (CertificateBudgets)
+  uint32_t budget_target = 0;
 };
 
 // The ACTIVE issuing CAs of a plant (PlantCas::ActiveFor).

@@ -34,6 +34,7 @@
 #include "keyline/wire/admin_generated.h"
 #include "keyline/wire/kms_store_generated.h"
 #include "kms_context.h"
+#include "certificate_budgets.h"
 #include "plant_cas.h"
 #include "record_ingest.h"
 #include "store_layout.h"
@@ -130,15 +131,21 @@ class Kms::Impl {
     audit_ = std::make_unique<AuditLog>(&context_);
     catalog_ = std::make_unique<Catalog>(&context_, audit_.get());
     plant_cas_ = std::make_unique<PlantCas>(&context_, catalog_.get(), audit_.get());
-    catalog_->SetIssuingCaSource([this](const std::string& plant) { return plant_cas_->ActiveFor(plant); });
+    budgets_ = std::make_unique<CertificateBudgets>(&context_, catalog_.get(), audit_.get());
+    catalog_->SetIssuingCaSource([this](const std::string& plant) {
+      std::vector<IssuingCaConfig> cas = plant_cas_->ActiveFor(plant);
+      for (IssuingCaConfig& ca : cas) std::tie(ca.budget_min, ca.budget_target) = budgets_->PolicyFor(plant, ca.oem);
+      return cas;
+    });
     key_sets_ = std::make_unique<KeySetStore>(&context_, catalog_.get(), audit_.get(), options_.data_dir / "batches");
     allocator_ = std::make_unique<Allocator>(&context_, catalog_.get(), audit_.get());
-    records_ = std::make_unique<RecordIngest>(&context_, catalog_.get(), audit_.get());
+    records_ = std::make_unique<RecordIngest>(&context_, catalog_.get(), audit_.get(), budgets_.get());
     verifications_ = std::make_unique<Verifications>(&context_, catalog_.get(), audit_.get(), records_.get(),
                                                      options_.data_dir / "exports");
     RETURN_IF_ERROR(audit_->Load());
     RETURN_IF_ERROR(catalog_->Load());
     RETURN_IF_ERROR(plant_cas_->Load());
+    RETURN_IF_ERROR(budgets_->Load());
     RETURN_IF_ERROR(key_sets_->Load());
     RETURN_IF_ERROR(allocator_->Load());
     RETURN_IF_ERROR(records_->Load());
@@ -217,6 +224,11 @@ class Kms::Impl {
         std::lock_guard lock(status_mu_);
         plant_status_[d.peer] = std::string(AsText(d.payload));
         return Status::Ok();
+      }
+      case wire::MessageType::CertificateBudgetRequest: {
+        ASSIGN_OR_RETURN(const wire::CertificateBudgetRequest* request,
+                         schemas::DecodeMessage<wire::CertificateBudgetRequest>(d.payload));
+        return budgets_->HandleRequest(d.peer, *request, write);
       }
       case wire::MessageType::PlantCaCsr: {
         ASSIGN_OR_RETURN(const wire::PlantCaCsr* csr, schemas::DecodeMessage<wire::PlantCaCsr>(d.payload));
@@ -356,6 +368,16 @@ class Kms::Impl {
                                                             std::string(schemas::Text(c->reason())), peer));
         return Reply(PlantCaJson(ca));
       }
+      case wire::AdminCommand::CertificateBudgetSet: {
+        const auto* c = request->command_as_CertificateBudgetSet();
+        const std::string plant(schemas::Text(c->plant()));
+        ASSIGN_OR_RETURN(CertificateBudgetSpec budget,
+                         budgets_->SetPolicy(plant, std::string(schemas::Text(c->oem())), c->min(), c->target(), peer));
+        json reply = BudgetJson(budget);
+        auto p = catalog_->Plant(plant);
+        reply["config_version"] = p ? p->config_version : 0;
+        return Reply(reply);
+      }
       case wire::AdminCommand::NONE:
         break;
     }
@@ -374,6 +396,11 @@ class Kms::Impl {
     if (!ca.certificate.empty()) j["certificate"] = ca.certificate;
     if (!ca.revoke_reason.empty()) j["revoke_reason"] = ca.revoke_reason;
     return j;
+  }
+
+  static json BudgetJson(const CertificateBudgetSpec& b) {
+    return {{"plant", b.plant}, {"oem", b.oem}, {"min", b.min}, {"target", b.target}, {"granted", b.granted},
+            {"recorded", b.recorded}, {"outstanding", b.outstanding()}};
   }
 
   static json ViewJson(const VerificationView& view) {
@@ -570,8 +597,18 @@ class Kms::Impl {
     std::map<std::string, uint64_t> outbox;
     for (const auto& q : store_->OutboxStats()) outbox[q.queue.peer] += q.depth();
     auto record_counters = records_->Counters();
+    // Issuing budgets as the KMS granted them; a plant with an issuing CA and no grant yet shows
+    // its policy with nothing granted.
+    std::map<std::string, std::map<std::string, json>> budgets_by_plant;
+    for (const CertificateBudgetSpec& b : budgets_->All()) budgets_by_plant[b.plant][b.oem] = BudgetJson(b);
     std::map<std::string, json> cas_by_plant;
     for (const PlantCaSpec& ca : plant_cas_->All()) {
+      if (ca.state == PlantCaState::kActive && !budgets_by_plant[ca.plant].contains(ca.oem)) {
+        CertificateBudgetSpec none;
+        none.plant = ca.plant;
+        none.oem = ca.oem;
+        budgets_by_plant[ca.plant][ca.oem] = BudgetJson(none);
+      }
       cas_by_plant[ca.plant].push_back({{"oem", ca.oem}, {"generation", ca.generation},
                                         {"state", PlantCaStateName(ca.state)}, {"request_id", ca.request_id}});
     }
@@ -604,6 +641,29 @@ class Kms::Impl {
         }
       }
       entry["config_version_acknowledged"] = acked_version;
+      // The plant's own view of its budgets, from its last PlantStatus.
+      std::map<std::string, json>& budgets = budgets_by_plant[plant.plant];
+      if (auto it = plant_status_.find(plant.plant); it != plant_status_.end()) {
+        auto decoded = schemas::DecodeMessage<wire::PlantStatus>(AsBytes(it->second));
+        if (decoded.ok() && (*decoded)->certificate_budgets()) {
+          for (const auto* b : *(*decoded)->certificate_budgets()) {
+            const std::string oem(schemas::Text(b->oem()));
+            const uint64_t held = b->issued() + b->pending();
+            const uint64_t available = b->granted() > held ? b->granted() - held : 0;
+            json& budget = budgets[oem];
+            if (budget.is_null()) budget = {{"plant", plant.plant}, {"oem", oem}};
+            budget["at_plant"] = {{"granted", b->granted()}, {"issued", b->issued()}, {"pending", b->pending()},
+                                  {"available", available}, {"requested", b->requested()}};
+            if (available == 0) {
+              alerts.push_back(plant.plant + ": issuing budget of " + oem + " is spent (" +
+                               std::to_string(b->granted()) + " granted, " + std::to_string(b->issued()) +
+                               " issued): no certificates until the KMS grants more");
+            }
+          }
+        }
+      }
+      entry["certificate_budgets"] = json::array();
+      for (auto& [oem, budget] : budgets) entry["certificate_budgets"].push_back(budget);
       entry["stock"] = stock;
       uint64_t shipped = 0, injected = 0, burned = 0;
       for (const auto& [product, states] : tally[plant.plant]) {
@@ -656,6 +716,7 @@ class Kms::Impl {
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<PlantCas> plant_cas_;
+  std::unique_ptr<CertificateBudgets> budgets_;
   std::unique_ptr<KeySetStore> key_sets_;
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<RecordIngest> records_;

@@ -176,6 +176,9 @@ Status RecordIngest::Apply(const std::string& plant_id, std::span<const uint8_t>
   write.batch().Put(context_->Family(layout::kMeta), "records_through/" + plant_id, layout::U64(through));
   pending_records_.insert(record_key);
   pending_key_sets_.insert(key_set_id);
+  if (body->certificate() != nullptr && !schemas::Text(body->certificate()->certificate()).empty()) {
+    budgets_->CountRecorded(plant_id, oem, write);
+  }
   audit_->Append(write, plant_id, injected ? "keyset.injected" : "keyset.burned", key_set_id,
                  "{\"record\":" + std::to_string(sequence) + ",\"ecu_uid\":\"" +
                      ToHex(schemas::Bytes(body->ecu_uid())) + "\",\"station\":" +

@@ -14,6 +14,7 @@
 
 #include "audit_log.h"
 #include "catalog.h"
+#include "certificate_budgets.h"
 #include "kms_context.h"
 
 namespace keyline::kms {
@@ -26,8 +27,8 @@ struct RecordCounters {
 
 class RecordIngest {
  public:
-  RecordIngest(KmsContext* context, Catalog* catalog, AuditLog* audit)
-      : context_(context), catalog_(catalog), audit_(audit) {}
+  RecordIngest(KmsContext* context, Catalog* catalog, AuditLog* audit, CertificateBudgets* budgets)
+      : context_(context), catalog_(catalog), audit_(audit), budgets_(budgets) {}
 
   [[nodiscard]] Status Load();
 
@@ -45,6 +46,7 @@ class RecordIngest {
   KmsContext* context_;
   Catalog* catalog_;
   AuditLog* audit_;
+  CertificateBudgets* budgets_;  // counts the certificates records report
   mutable std::mutex mu_;
   std::map<std::string, RecordCounters> counters_;
   std::map<std::string, uint64_t> through_;  // per plant, persisted as meta "records_through/<plant>"

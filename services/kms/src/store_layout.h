@@ -5,6 +5,8 @@
 //             "plant/<id>"                 -> KmsPlant (with its stations and sync policy)
 //             "oem-ca/<oem>"               -> KmsOemCa (plant_cas.h)
 //             "plant-ca/<plant>/<oem>/<generation, 10 digits>" -> KmsPlantCa
+//             "cert-budget/<plant>/<oem>"  -> KmsCertificateBudget (certificate_budgets.h)
+//             "cert-budget-answer/<plant>/<request_id>" -> "<oem>\n<grant id>\n<count>"
 //   keysets   "<key_set_id>"               -> KmsKeySet
 //   stock     "<product> 0x00 order(8)"    -> key_set_id        (IMPORTED, not yet shipped)
 //   shipped   "<plant> 0x00 <product> 0x00 <state> 0x00 <key_set_id>" -> ""

@@ -631,6 +631,38 @@ struct CaSetup : Setup {
     std::vector<std::vector<uint8_t>> payloads = {csr};
     return kms->ApplyFromPlant(from, static_cast<uint16_t>(wire::MessageType::PlantCaCsr), payloads);
   }
+  // Takes the plant's CA from request to ACTIVE (the plant's key made in the PlantSim's custody).
+  void ActivateCa() {
+    BOOST_REQUIRE(ImportOemCa(root.certificate).ok());
+    auto issued = Issue();
+    BOOST_REQUIRE_MESSAGE(issued.ok(), issued.status().ToString());
+    BOOST_REQUIRE(WaitFor([&] { return plant.PlantCaRequests().size() == 1; }));
+    const std::vector<uint8_t> request_bytes = plant.PlantCaRequests()[0];
+    const auto* request = flatbuffers::GetRoot<wire::PlantCaRequest>(request_bytes.data());
+    auto plant_key = *plant.custody().GenerateKey(hsm::KeyKind::kEcdsaP256);
+    BOOST_REQUIRE(Deliver(Csr(*request, plant_key)).ok());
+    std::vector<uint8_t> challenge(request->challenge()->begin(), request->challenge()->end());
+    auto installed = Install((*issued)["request_id"], root.Sign((*Issue())["csr"], challenge));
+    BOOST_REQUIRE_MESSAGE(installed.ok(), installed.status().ToString());
+  }
+  StatusOr<json> SetBudget(uint32_t min, uint32_t target, const std::string& plant_id = "plant-a") {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto c = wire::CreateCertificateBudgetSetDirect(fbb, plant_id.c_str(), "acme", min, target);
+    return Admin(Finish(fbb, wire::AdminCommand::CertificateBudgetSet, c.Union()));
+  }
+  Status AskBudget(const std::string& request_id, uint32_t count, const std::string& oem_name = "acme") {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(wire::CreateCertificateBudgetRequestDirect(fbb, request_id.c_str(), oem_name.c_str(), count));
+    auto bytes = schemas::FinishedBytes(fbb);
+    std::vector<std::vector<uint8_t>> payloads = {{bytes.begin(), bytes.end()}};
+    return kms->ApplyFromPlant("plant-a", static_cast<uint16_t>(wire::MessageType::CertificateBudgetRequest),
+                               payloads);
+  }
+  json PlantBudget() {
+    const json status = KmsStatus();
+    BOOST_REQUIRE_EQUAL(status["plants"][0]["certificate_budgets"].size(), 1u);
+    return status["plants"][0]["certificate_budgets"][0];
+  }
   PlantSim plant;
   OemRoot root;
 };
@@ -748,6 +780,94 @@ BOOST_AUTO_TEST_CASE(PlantCaIsIssuedOnlyForAProvenCsrAndShippedInTheConfiguratio
   BOOST_TEST(second["generation"] == 2);
   BOOST_TEST(second["key_name"] == "plant-ca/acme/2");
   BOOST_TEST(second["state"] == "requested");
+  auto audit = s.kms->VerifyAudit();
+  BOOST_REQUIRE(audit.ok());
+  BOOST_TEST(audit->intact);
+}
+
+// The issuing budget: the policy travels with the plant's CA; the KMS grants at most what keeps
+// the certificates granted and not yet seen in a record within the target, so records are what
+// replenish it; a repeated request gets the same grant; it all survives a restart.
+BOOST_AUTO_TEST_CASE(IssuingBudgetIsGrantedWithinTargetAndReplenishedByRecords) {
+  CaSetup s;
+  s.ActivateCa();
+  BOOST_REQUIRE(WaitFor([&] { return !s.plant.ConfigBudgets().empty() && s.plant.ConfigBudgets().back().second > 0; }));
+  BOOST_TEST((s.plant.ConfigBudgets().back() == std::pair<uint32_t, uint32_t>{250, 1000}));
+  BOOST_TEST(s.PlantBudget()["granted"] == 0);
+
+  BOOST_TEST((s.SetBudget(6, 5).status().code() == StatusCode::kInvalidArgument));
+  BOOST_TEST((s.SetBudget(2, 5, "plant-x").status().code() == StatusCode::kNotFound));
+  auto set = s.SetBudget(2, 5);
+  BOOST_REQUIRE_MESSAGE(set.ok(), set.status().ToString());
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.ConfigBudgets().back() == std::pair<uint32_t, uint32_t>{2, 5}; }));
+
+  BOOST_REQUIRE(s.AskBudget("r1", 5).ok());
+  BOOST_TEST((s.AskBudget("r0", 5, "nobody").code() == StatusCode::kNotFound));
+  BOOST_REQUIRE(s.AskBudget("r2", 3).ok());  // 5 outstanding already: nothing more
+  BOOST_REQUIRE(s.AskBudget("r1", 5).ok());  // asked again: the same grant again
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.BudgetGrants().size() == 3; }));
+  auto grants = s.plant.BudgetGrants();
+  BOOST_TEST(grants[0].request_id == "r1");
+  BOOST_TEST(grants[0].grant_id == "plant-a/acme/1");
+  BOOST_TEST(grants[0].plant == "plant-a");
+  BOOST_TEST(grants[0].count == 5u);
+  BOOST_TEST(grants[1].grant_id == "plant-a/acme/2");
+  BOOST_TEST(grants[1].count == 0u);
+  BOOST_TEST(grants[2].grant_id == "plant-a/acme/1");
+  BOOST_TEST(grants[2].count == 5u);
+  BOOST_TEST(s.PlantBudget()["granted"] == 5);
+  BOOST_TEST(s.PlantBudget()["outstanding"] == 5);
+
+  // Two records report certificates: two more may be granted.
+  BOOST_REQUIRE(s.kms->ImportBatchFile(s.oem.Batch(s, "c", 3), "admin").ok());
+  s.plant.RequestStock("s1", "bcm", 3);
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.Shipped().size() == 3; }));
+  const auto shipped = s.plant.Shipped();
+  const uint16_t kRecord = static_cast<uint16_t>(wire::MessageType::InjectionRecord);
+  for (uint64_t n = 1; n <= 2; ++n) {
+    std::array<uint8_t, 15> uid{};
+    uid[14] = static_cast<uint8_t>(n);
+    s.plant.Send("records", kRecord,
+                 s.plant.MakeRecord(n, shipped[n - 1], kLayout, uid, true, nullptr,
+                                    "-----BEGIN CERTIFICATE-----\necu\n"));
+  }
+  std::array<uint8_t, 15> uid3{};
+  uid3[14] = 3;
+  s.plant.Send("records", kRecord, s.plant.MakeRecord(3, shipped[2], kLayout, uid3, false));  // none
+  BOOST_REQUIRE(WaitFor([&] { return s.KmsStatus()["plants"][0]["records_received"] == 3; }));
+  BOOST_TEST(s.PlantBudget()["recorded"] == 2);
+  BOOST_REQUIRE(s.AskBudget("r3", 4).ok());
+  BOOST_REQUIRE(WaitFor([&] { return s.plant.BudgetGrants().size() == 4; }));
+  BOOST_TEST(s.plant.BudgetGrants()[3].count == 2u);
+  BOOST_TEST(s.plant.BudgetGrants()[3].grant_id == "plant-a/acme/3");
+
+  // The plant's own view arrives in its PlantStatus and shows in the KMS status, with an alert
+  // when it is spent.
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<wire::CertificateBudgetLevel>> levels = {
+      wire::CreateCertificateBudgetLevelDirect(fbb, "acme", 7, 5, 2, 4)};
+  fbb.Finish(wire::CreatePlantStatusDirect(fbb, "plant-a", 3, nullptr, nullptr, &levels));
+  auto status_bytes = schemas::FinishedBytes(fbb);
+  std::vector<std::vector<uint8_t>> payloads = {{status_bytes.begin(), status_bytes.end()}};
+  BOOST_REQUIRE(s.kms->ApplyFromPlant("plant-a", static_cast<uint16_t>(wire::MessageType::PlantStatus), payloads).ok());
+  BOOST_TEST(s.PlantBudget()["at_plant"]["available"] == 0);
+  bool alerted = false;
+  const json status = s.KmsStatus();
+  for (const auto& alert : status["alerts"]) {
+    alerted |= alert.get<std::string>().find("issuing budget of acme is spent") != std::string::npos;
+  }
+  BOOST_TEST(alerted);
+
+  s.plant.Disconnect();
+  s.Close();
+  s.Open();
+  json budget = s.PlantBudget();
+  BOOST_TEST(budget["granted"] == 7);
+  BOOST_TEST(budget["recorded"] == 2);
+  BOOST_TEST(budget["outstanding"] == 5);
+  BOOST_TEST(budget["min"] == 2);
+  BOOST_TEST(budget["target"] == 5);
+  BOOST_REQUIRE(s.AskBudget("r3", 4).ok());  // a repeat after the restart: still the same grant
   auto audit = s.kms->VerifyAudit();
   BOOST_REQUIRE(audit.ok());
   BOOST_TEST(audit->intact);

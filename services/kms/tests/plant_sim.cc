@@ -65,6 +65,15 @@ void PlantSim::Connect(const std::string& endpoint, const broker::CurvePublicKey
             for (const auto* ca : *config->issuing_cas()) cas.push_back(ca->key_name()->str());
           }
           config_issuing_cas_.push_back(cas);
+          config_budgets_.emplace_back(0, 0);
+          if (config->issuing_cas() && config->issuing_cas()->size() > 0) {
+            const auto* first = config->issuing_cas()->Get(0);
+            config_budgets_.back() = {first->budget_min(), first->budget_target()};
+          }
+        } else if (d.type == wire::MessageType::CertificateBudgetGrant) {
+          const auto* grant = flatbuffers::GetRoot<wire::CertificateBudgetGrant>(d.payload.data());
+          budget_grants_.push_back({grant->request_id()->str(), grant->grant_id()->str(), grant->plant()->str(),
+                                    grant->oem()->str(), grant->count()});
         } else if (d.type == wire::MessageType::PlantCaRequest) {
           plant_ca_requests_.emplace_back(d.payload.begin(), d.payload.end());
         } else if (d.type == wire::MessageType::VerificationRequest) {
@@ -96,7 +105,8 @@ void PlantSim::RequestStock(const std::string& request_id, const std::string& pr
 
 std::vector<uint8_t> PlantSim::MakeRecord(uint64_t sequence, const ShippedKeySet& set,
                                           const std::vector<SlotLoad>& layout, const std::array<uint8_t, 15>& uid,
-                                          bool injected, hsm::KeyHandle* signer_override) {
+                                          bool injected, hsm::KeyHandle* signer_override,
+                                          const std::string& certificate) {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<wire::RecordSlot>> slots;
   if (injected) {
@@ -123,7 +133,10 @@ std::vector<uint8_t> PlantSim::MakeRecord(uint64_t sequence, const ShippedKeySet
       fbb.CreateString(set.key_set_id), fbb.CreateVector(uid.data(), uid.size()),
       injected ? wire::RecordOutcome::INJECTED : wire::RecordOutcome::BURNED,
       fbb.CreateString(injected ? "" : "slot 4: WRONG_PROOF"), 1764645000000000 + static_cast<int64_t>(sequence),
-      fbb.CreateVector(slots)));
+      fbb.CreateVector(slots),
+      certificate.empty() ? 0
+                          : wire::CreateRecordCertificateDirect(fbb, "identity", certificate.c_str(),
+                                                                "-----BEGIN CERTIFICATE-----\nchain\n")));
   auto body = schemas::FinishedBytes(fbb);
   auto signature = custody_->Sign(signer_override ? *signer_override : signing_, body);
   BOOST_REQUIRE(signature.ok());
@@ -141,6 +154,14 @@ size_t PlantSim::shipments() {
 std::vector<uint64_t> PlantSim::ConfigVersions() {
   std::lock_guard lock(mu_);
   return config_versions_;
+}
+std::vector<std::pair<uint32_t, uint32_t>> PlantSim::ConfigBudgets() {
+  std::lock_guard lock(mu_);
+  return config_budgets_;
+}
+std::vector<BudgetGrant> PlantSim::BudgetGrants() {
+  std::lock_guard lock(mu_);
+  return budget_grants_;
 }
 std::vector<std::vector<uint8_t>> PlantSim::PlantCaRequests() {
   std::lock_guard lock(mu_);

@@ -25,6 +25,12 @@ struct ShippedKeySet {
   std::vector<uint8_t> slots;
 };
 
+// A CertificateBudgetGrant as the plant received it.
+struct BudgetGrant {
+  std::string request_id, grant_id, plant, oem;
+  uint32_t count = 0;
+};
+
 struct SlotLoad {
   uint8_t slot;
   uint8_t auth_slot;
@@ -49,10 +55,11 @@ class PlantSim {
   void RequestStock(const std::string& request_id, const std::string& product, uint32_t count);
   void Send(const std::string& stream, uint16_t type, const std::vector<uint8_t>& payload);
 
-  // A signed InjectionRecord for `set`, INJECTED with real proofs for `uid`, or BURNED.
+  // A signed InjectionRecord for `set`, INJECTED with real proofs for `uid`, or BURNED; with a
+  // certificate slot "identity" holding `certificate` when it is not empty.
   std::vector<uint8_t> MakeRecord(uint64_t sequence, const ShippedKeySet& set, const std::vector<SlotLoad>& layout,
                                   const std::array<uint8_t, 15>& uid, bool injected,
-                                  hsm::KeyHandle* signer_override = nullptr);
+                                  hsm::KeyHandle* signer_override = nullptr, const std::string& certificate = "");
   hsm::KeyCustody& custody() { return *custody_; }
 
   std::vector<ShippedKeySet> Shipped();
@@ -62,6 +69,9 @@ class PlantSim {
   // Every PlantCaRequest received (payloads), and the issuing CA key names of each ConfigUpdate.
   std::vector<std::vector<uint8_t>> PlantCaRequests();
   std::vector<std::vector<std::string>> ConfigIssuingCas();
+  // The (budget_min, budget_target) of the first issuing CA of each ConfigUpdate ({0, 0}: none).
+  std::vector<std::pair<uint32_t, uint32_t>> ConfigBudgets();
+  std::vector<BudgetGrant> BudgetGrants();
 
  private:
   std::filesystem::path dir_;
@@ -82,6 +92,8 @@ class PlantSim {
   std::vector<std::string> verification_requests_;
   std::vector<std::vector<uint8_t>> plant_ca_requests_;
   std::vector<std::vector<std::string>> config_issuing_cas_;
+  std::vector<std::pair<uint32_t, uint32_t>> config_budgets_;
+  std::vector<BudgetGrant> budget_grants_;
 };
 
 }  // namespace keyline::kms::testing

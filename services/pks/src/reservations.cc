@@ -129,9 +129,18 @@ StatusOr<PackageAnswer> Reserve(PlantCore& core, broker::WriteContext& write,
     return answer;
   }
 
-  // The issuing budget is checked before any key is handed out: an ECU whose certificate could
-  // not be issued would otherwise burn its key set half-way.
+  // The issuing CA and budget are checked before any key is handed out: an ECU whose
+  // certificate could not be issued would otherwise burn its key set half-way.
   if (product.certificate) {
+    auto ca = state.config().issuing_cas.find(product.oem);
+    if (ca == state.config().issuing_cas.end()) {
+      return Refuse(wire::PackageErrorCode::NO_ISSUING_CA,
+                    "plant " + core.plant_id + " holds no issuing CA for OEM \"" + product.oem +
+                        "\", which product \"" + product_name + "\" needs (keylinectl plant ca issue)");
+    }
+    if (Status usable = core.keys->CheckIssuingCaRecently(ca->second); !usable.ok()) {
+      return Refuse(wire::PackageErrorCode::NO_ISSUING_CA, usable.message());
+    }
     const BudgetLevel level = core.state->BudgetLevelOf(product.oem);
     if (level.available() == 0) {
       RETURN_IF_ERROR(ReplenishBudget(core, write, product.oem));

@@ -235,13 +235,15 @@ BOOST_AUTO_TEST_CASE(BadCsrsAreRefusedAndIssueNothing) {
   BOOST_TEST((hsm::PublicKeyInfoOf(issued->certificate).value() == *ecu.custody->GetPublicKeyInfo(ecu.key)));
 }
 
-// Without a (valid) issuing CA the PKS issues nothing, and a result without a confirmation, or
-// with a wrong one, burns the key set; the record still lists an issued certificate.
+// Without a (valid) issuing CA the PKS issues nothing and hands out no new package, and a
+// result without a confirmation, or with a wrong one, burns the key set; the record still lists
+// an issued certificate.
 BOOST_AUTO_TEST_CASE(RevokedCaIssuesNothingAndUnconfirmedCertificatesBurn) {
   CertifyingPlant c(4);
   Ecu confirmed_wrongly(1), unconfirmed(2), after_revoke(3);
   PackageView p1 = c.Reserve(confirmed_wrongly);
   PackageView p2 = c.Reserve(unconfirmed);
+  PackageView p3 = c.Reserve(after_revoke);
   auto issued1 = c.plant.RequestCertificate(kStation, p1, confirmed_wrongly.uid,
                                             confirmed_wrongly.Csr(p1.certificate_challenge));
   auto issued2 = c.plant.RequestCertificate(kStation, p2, unconfirmed.uid,
@@ -252,7 +254,12 @@ BOOST_AUTO_TEST_CASE(RevokedCaIssuesNothingAndUnconfirmedCertificatesBurn) {
   // Revoked: the configuration no longer lists the CA.
   c.plant.Configure({c.product});
   BOOST_REQUIRE(WaitUntil([&] { return c.plant.pks().Snapshot().issuing_cas.empty(); }));
-  PackageView p3 = c.Reserve(after_revoke);
+  auto no_package = c.plant.Request(kStation, c.product.name, PlantHarness::Uid(4));
+  BOOST_REQUIRE(no_package);
+  BOOST_TEST(no_package->error == kNoIssuingCa, no_package->message);
+  BOOST_TEST(no_package->message.find("holds no issuing CA for OEM \"acme\"") != std::string::npos,
+             no_package->message);
+  BOOST_TEST(no_package->key_set_id.empty());
   auto refused = c.plant.RequestCertificate(kStation, p3, after_revoke.uid,
                                             after_revoke.Csr(p3.certificate_challenge));
   BOOST_REQUIRE(refused);

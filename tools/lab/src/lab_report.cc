@@ -27,6 +27,9 @@ void ReadPks(const LabTools& tools, const LabState& state, const LabProcess& pks
   plant.records_queued = Count(*status, "records_queued");
   plant.pks_last_contact = status->value("kms_last_contact", "");
   for (const auto& ca : status->value("issuing_cas", json::array())) plant.issuing_cas.push_back(ca.value("subject", ""));
+  for (const auto& b : status->value("certificate_budgets", json::array())) {
+    if (b.value("oem", "") == state.oem) plant.certificate_budget = Count(b, "available");
+  }
   for (const auto& p : status->value("products", json::array())) {
     if (p.value("product", "") != state.product) continue;
     plant.in_stock = Count(p, "in_stock");
@@ -92,8 +95,8 @@ std::string FormatLabReport(const LabReport& report) {
     text << line;
   }
   text << '\n';
-  std::snprintf(line, sizeof line, "%-9s %-9s %16s %9s %9s %7s %6s %8s %7s  %-21s %s\n", "PLANT", "KMS LINK",
-                "STOCK (MIN/TGT)", "RESERVED", "INJECTED", "BURNED", "CERTS", "QUEUED", "AT KMS",
+  std::snprintf(line, sizeof line, "%-9s %-9s %16s %9s %9s %7s %6s %7s %8s %7s  %-21s %s\n", "PLANT", "KMS LINK",
+                "STOCK (MIN/TGT)", "RESERVED", "INJECTED", "BURNED", "CERTS", "BUDGET", "QUEUED", "AT KMS",
                 "PKS LAST CONTACT", "KMS LAST CONTACT");
   text << line;
   for (const auto& p : report.plants) {
@@ -103,17 +106,19 @@ std::string FormatLabReport(const LabReport& report) {
     }
     const std::string stock = std::to_string(p.in_stock) + " (" + std::to_string(p.min_stock) + "/" +
                               std::to_string(p.target_stock) + ")" + (p.in_stock < p.min_stock ? "!" : "");
-    std::snprintf(line, sizeof line, "%-9s %-9s %16s %9llu %9llu %7llu %6llu %8llu %7s  %-21s %s\n",
+    std::snprintf(line, sizeof line, "%-9s %-9s %16s %9llu %9llu %7llu %6llu %7llu %8llu %7s  %-21s %s\n",
                   p.plant.c_str(), p.cut ? "CUT" : "up", stock.c_str(), static_cast<unsigned long long>(p.reserved),
                   static_cast<unsigned long long>(p.injected), static_cast<unsigned long long>(p.burned),
-                  static_cast<unsigned long long>(p.certificates), static_cast<unsigned long long>(p.records_queued),
+                  static_cast<unsigned long long>(p.certificates),
+                  static_cast<unsigned long long>(p.certificate_budget),
+                  static_cast<unsigned long long>(p.records_queued),
                   report.kms_answered ? std::to_string(p.records_at_kms).c_str() : "?",
                   p.pks_last_contact.empty() ? "never" : p.pks_last_contact.c_str(),
                   p.kms_last_contact.empty() ? (report.kms_answered ? "never" : "?") : p.kms_last_contact.c_str());
     text << line;
   }
-  text << "(STOCK ! = below the minimum; CERTS = ECU certificates issued; QUEUED = records not yet "
-          "acknowledged by the KMS)\n";
+  text << "(STOCK ! = below the minimum; CERTS = ECU certificates issued; BUDGET = certificates it may still "
+          "issue; QUEUED = records not yet acknowledged by the KMS)\n";
   if (!report.kms_answered) text << "KMS: " << report.kms_problem << '\n';
   return text.str();
 }
@@ -137,6 +142,7 @@ std::string LabReportJson(const LabReport& report) {
                     {"injected", p.injected},
                     {"burned", p.burned},
                     {"certificates_issued", p.certificates},
+                    {"certificate_budget", p.certificate_budget},
                     {"records_written", p.records_written},
                     {"records_queued", p.records_queued},
                     {"pks_last_contact", p.pks_last_contact},

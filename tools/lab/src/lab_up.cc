@@ -71,6 +71,8 @@ class LabBuilder {
     RETURN_IF_ERROR(Step("every plant holds stock", [&] { return WaitForStock(); }));
     RETURN_IF_ERROR(Step("issuing CA of OEM " + lab_.options.oem + " installed at every plant",
                          [&] { return IssuePlantCas(); }));
+    RETURN_IF_ERROR(Step("every plant holds an issuing budget (certificates it may issue)",
+                         [&] { return WaitForBudget(); }));
     // After the stock: by then each PKS has its configuration, so it admits its stations.
     if (stations) {
       RETURN_IF_ERROR(Step("injectors started and connected to their PKS", [&] { return StartInjectors(); }));
@@ -308,6 +310,30 @@ class LabBuilder {
                                        lab_.options.product + " after 60 s (minimum " +
                                        std::to_string(lab_.options.min_stock) + "); see " +
                                        lab_.LogFile(plant.pks).string() + " and " + lab_.LogFile("kms").string());
+        }
+        std::this_thread::sleep_for(100ms);
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Each plant asks the KMS for its issuing budget once its CA arrives; the line needs it
+  // before the first ECU with a certificate slot.
+  Status WaitForBudget() {
+    const auto deadline = Clock::now() + 60s;
+    for (const auto& plant : lab_.plants) {
+      while (true) {
+        ASSIGN_OR_RETURN(json status,
+                         tools_.RunJson("keyline-pks", {"status", "--config", plant.pks_config.string(), "--json"}));
+        uint64_t available = 0;
+        for (const auto& b : status.value("certificate_budgets", json::array())) {
+          if (b.at("oem") == lab_.options.oem) available = b.at("available");
+        }
+        if (available > 0) break;
+        if (Clock::now() > deadline) {
+          return DeadlineExceededError(plant.plant + " holds no issuing budget for " + lab_.options.oem +
+                                       " after 60 s; see " + lab_.LogFile(plant.pks).string() + " and " +
+                                       lab_.LogFile("kms").string());
         }
         std::this_thread::sleep_for(100ms);
       }

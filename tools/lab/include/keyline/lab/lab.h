@@ -81,6 +81,7 @@ struct PlantReport {
   uint64_t injected = 0;
   uint64_t burned = 0;
   uint64_t certificates = 0;     // ECU certificates the plant's issuing CA signed
+  uint64_t certificate_budget = 0;  // certificates it may still issue for the lab's OEM
   uint64_t records_written = 0;  // records ever written by the PKS
   uint64_t records_queued = 0;   // not yet acknowledged by the KMS
   std::string pks_last_contact;  // the PKS's last contact with the KMS ("" never)
