@@ -3,9 +3,6 @@
 // like key stock. A stolen plant box can mint no more than what was granted and not yet spent.
 #include <flatbuffers/flatbuffers.h>
 
-#include <random>
-
-#include "keyline/common/hex.h"
 #include "keyline/common/log.h"
 #include "keyline/schemas/build.h"
 #include "keyline/schemas/decode.h"
@@ -14,13 +11,6 @@
 
 namespace keyline::pks {
 namespace {
-
-std::string NewBudgetRequestId(const std::string& plant_id) {
-  std::random_device random;
-  std::array<uint8_t, 8> bytes{};
-  for (auto& b : bytes) b = static_cast<uint8_t>(random());
-  return plant_id + "-cert-" + ToHex(bytes);
-}
 
 Status SendBudgetRequest(broker::WriteContext& write, const CertificateBudget& budget) {
   flatbuffers::FlatBufferBuilder fbb(128);
@@ -45,7 +35,7 @@ Status ReplenishBudget(PlantCore& core, broker::WriteContext& write, const std::
   if (short_until != core.budget_short_until_us.end() && now < short_until->second) return Status::Ok();
   const uint64_t wanted = ca->second.budget_target - std::min<uint64_t>(level.available(), ca->second.budget_target);
   if (wanted == 0) return Status::Ok();
-  budget.request_id = NewBudgetRequestId(core.plant_id);
+  budget.request_id = NewRequestId(core.plant_id);
   budget.requested = static_cast<uint32_t>(wanted);
   budget.request_sent_at_us = now;
   RETURN_IF_ERROR(SendBudgetRequest(write, budget));

@@ -77,6 +77,9 @@ std::string PackageIdFor(const std::string& key_set_id);
 // The key set a package id names, or null.
 const KeySet* KeySetOfPackage(const PlantState& state, std::string_view package_id);
 
+// A new id for a request to the KMS: "<plant>-<16 random hex digits>".
+std::string NewRequestId(const std::string& plant_id);
+
 // Queues a StockRequest for `product` if its stock plus what is requested is below its
 // minimum (and the KMS did not just answer short).
 [[nodiscard]] Status Replenish(PlantCore& core, broker::WriteContext& write,

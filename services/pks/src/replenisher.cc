@@ -12,7 +12,6 @@
 #include "plant_core.h"
 
 namespace keyline::pks {
-namespace {
 
 std::string NewRequestId(const std::string& plant_id) {
   std::random_device random;
@@ -20,6 +19,8 @@ std::string NewRequestId(const std::string& plant_id) {
   for (auto& b : bytes) b = static_cast<uint8_t>(random());
   return plant_id + "-" + ToHex(bytes);
 }
+
+namespace {
 
 Status SendStockRequest(broker::WriteContext& write, const StockRequestEntry& request) {
   flatbuffers::FlatBufferBuilder fbb(128);

@@ -381,6 +381,19 @@ BOOST_AUTO_TEST_CASE(ProductCertificateSlotOptionsAreCheckedFirst) {
   ExpectUsageError(with({"--certificate-unit", "BCM"}), "need --certificate-slot");
 }
 
+// An issuing budget policy is checked before anything reaches the KMS.
+BOOST_AUTO_TEST_CASE(PlantCaBudgetOptionsAreCheckedFirst) {
+  auto budget = [](const std::string& min, const std::string& target) {
+    return Keylinectl({"plant", "ca", "budget", "--plant", "plant-a", "--oem", "acme", "--min", min, "--target",
+                       target});
+  };
+  ExpectUsageError(budget("300", "200"), "--min must not be above --target");
+  ExpectUsageError(budget("many", "200"), "--min");
+  ExpectUsageError(budget("1", "2000000"), "--target");
+  ExpectUsageError(Keylinectl({"plant", "ca", "budget", "--plant", "plant-a", "--oem", "acme", "--min", "1"}),
+                   "--target");
+}
+
 // The OEM stand-in's CA: a self-signed P-256 CA certificate whose key stays behind a 0600
 // master key file; never overwritten; `plant ca issue` refuses a directory that is not a CA.
 BOOST_AUTO_TEST_CASE(OemCaGenerateWritesAVerifiableRootAndKeepsTheKey) {
