@@ -58,6 +58,7 @@ struct Entry {
   SecretBytes secret;  // AES: 16; Ed25519: libsodium's 64-byte secret key; X25519, P-256: 32
   std::array<uint8_t, 32> public_key{};  // Ed25519, X25519
   std::vector<uint8_t> public_point;     // P-256, uncompressed
+  std::shared_ptr<const P256Signer> signer;  // P-256, made at the first signature
   std::unique_ptr<SheState> she;
 };
 
@@ -357,9 +358,17 @@ class SoftwareCustody final : public KeyCustody {
 
   StatusOr<std::vector<uint8_t>> SignEcdsaSha256(KeyHandle signing_key,
                                                  std::span<const uint8_t> message) override {
-    std::lock_guard lock(mu_);
-    ASSIGN_OR_RETURN(Entry * entry, FindLocked(signing_key, KeyKind::kEcdsaP256));
-    return P256SignSha256(entry->secret, entry->public_point, message);
+    std::shared_ptr<const P256Signer> signer;
+    {
+      std::lock_guard lock(mu_);
+      ASSIGN_OR_RETURN(Entry * entry, FindLocked(signing_key, KeyKind::kEcdsaP256));
+      if (!entry->signer) {
+        ASSIGN_OR_RETURN(entry->signer, P256Signer::Create(entry->secret, entry->public_point));
+      }
+      signer = entry->signer;
+    }
+    // Outside the lock: other keys of the custody are not held up by this signature.
+    return signer->Sign(message);
   }
 
   StatusOr<std::vector<uint8_t>> Random(size_t size) override {

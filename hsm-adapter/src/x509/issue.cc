@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "keyline/hsm/x509.h"
+#include "ec/p256.h"
 #include "x509/custody_signature.h"
 #include "x509/x509_codec.h"
 
@@ -36,7 +37,8 @@ constexpr Extension kKeyIdentifiers[] = {
 // What one certificate says, apart from the issuer.
 struct CertificateContent {
   const X509_NAME* subject;
-  EVP_PKEY* subject_key;
+  std::span<const uint8_t> subject_point;  // the subject's P-256 key, checked by the caller
+  EVP_PKEY* self_signed_key;               // the same key as an object, for a self-signed one only
   Validity validity;
   std::vector<Extension> extensions;
 };
@@ -93,7 +95,8 @@ StatusOr<std::string> IssueChecked(KeyCustody& custody, KeyHandle issuer_key, X5
   if (content.validity.not_after <= content.validity.not_before) {
     return InvalidArgumentError("certificate validity ends before it starts");
   }
-  EVP_PKEY* issuer_public = issuer != nullptr ? X509_get0_pubkey(issuer) : content.subject_key;
+  EVP_PKEY* issuer_public = issuer != nullptr ? X509_get0_pubkey(issuer) : content.self_signed_key;
+  if (issuer_public == nullptr) return InternalError("a self-signed certificate needs its key");
   X509Ptr cert(X509_new());
   if (!cert) return InternalError("OpenSSL: X509_new failed");
   const X509_NAME* issuer_name = issuer != nullptr ? X509_get_subject_name(issuer) : content.subject;
@@ -103,10 +106,10 @@ StatusOr<std::string> IssueChecked(KeyCustody& custody, KeyHandle issuer_key, X5
       ASN1_TIME_set(X509_getm_notBefore(cert.get()),
                     content.validity.not_before.time_since_epoch().count()) == nullptr ||
       ASN1_TIME_set(X509_getm_notAfter(cert.get()),
-                    content.validity.not_after.time_since_epoch().count()) == nullptr ||
-      X509_set_pubkey(cert.get(), content.subject_key) != 1) {
+                    content.validity.not_after.time_since_epoch().count()) == nullptr) {
     return InternalError("OpenSSL: cannot fill in a certificate: " + TakeOpenSslError());
   }
+  RETURN_IF_ERROR(SetP256PublicPoint(X509_get_X509_PUBKEY(cert.get()), content.subject_point));
   RETURN_IF_ERROR(SetRandomSerial(custody, cert.get()));
   RETURN_IF_ERROR(AddExtensions(issuer != nullptr ? issuer : cert.get(), cert.get(), content.extensions));
   RETURN_IF_ERROR(AddExtensions(issuer != nullptr ? issuer : cert.get(), cert.get(), kKeyIdentifiers));
@@ -162,9 +165,10 @@ Status CheckEndEntityUsages(std::span<const std::string> key_usage,
 std::vector<uint8_t> CertificateConfirmationMessage(std::span<const uint8_t> ecu_uid,
                                                     std::span<const uint8_t> challenge) {
   constexpr std::string_view kDomain = "keyline-ecu-certificate-confirmation-v1";
-  std::vector<uint8_t> message(kDomain.begin(), kDomain.end());
-  message.insert(message.end(), ecu_uid.begin(), ecu_uid.end());
-  message.insert(message.end(), challenge.begin(), challenge.end());
+  std::vector<uint8_t> message(kDomain.size() + ecu_uid.size() + challenge.size());
+  auto out = std::copy(kDomain.begin(), kDomain.end(), message.begin());
+  out = std::copy(ecu_uid.begin(), ecu_uid.end(), out);
+  std::copy(challenge.begin(), challenge.end(), out);
   return message;
 }
 
@@ -176,9 +180,9 @@ Validity ValidForDaysFromNow(int days) {
 StatusOr<std::string> SelfSignCa(KeyCustody& custody, KeyHandle key, const CertificateSubject& subject,
                                  const Validity& validity) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> spki, custody.GetPublicKeyInfo(key));
-  ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(spki));
+  ASSIGN_OR_RETURN(P256PublicKeyParts public_key, P256PublicKeyOfSpki(spki));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(subject));
-  return Issue(custody, key, nullptr, {name.get(), public_key.get(), validity, kCaExtensions});
+  return Issue(custody, key, nullptr, {name.get(), public_key.point, public_key.key.get(), validity, kCaExtensions});
 }
 
 StatusOr<std::string> IssueCaCertificate(KeyCustody& custody, KeyHandle issuer_key,
@@ -190,16 +194,16 @@ StatusOr<std::string> IssueCaCertificate(KeyCustody& custody, KeyHandle issuer_k
     return FailedPreconditionError("the issuer certificate has pathlen 0: it issues end-entity "
                                    "certificates only, not CAs");
   }
-  ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(csr.spki_der));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> point, P256PointOfSpki(csr.spki_der));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(csr.subject));
-  return Issue(custody, issuer_key, issuer.get(),
-               {name.get(), public_key.get(), validity, kIssuingCaExtensions});
+  return Issue(custody, issuer_key, issuer.get(), {name.get(), point, nullptr, validity, kIssuingCaExtensions});
 }
 
-// An ECU certificate's content for `profile`, signed under a checked `issuer`.
+// An ECU certificate's content for `profile`, signed under a checked `issuer`, for the checked
+// P-256 `point`.
 static StatusOr<std::string> IssueEndEntityUnder(KeyCustody& custody, KeyHandle issuer_key, X509* issuer,
-                                          std::span<const uint8_t> spki_der,
-                                          const EndEntityProfile& profile) {
+                                                 std::span<const uint8_t> point,
+                                                 const EndEntityProfile& profile) {
   if (profile.subject.serial_number.empty() && profile.subject.common_name.empty()) {
     return InvalidArgumentError("an ECU certificate needs a subject serialNumber (the ECU UID) or CN");
   }
@@ -224,9 +228,8 @@ static StatusOr<std::string> IssueEndEntityUnder(KeyCustody& custody, KeyHandle 
   if (!extended_key_usage.empty()) {
     extensions.push_back({NID_ext_key_usage, extended_key_usage.c_str()});
   }
-  ASSIGN_OR_RETURN(PkeyPtr public_key, P256PublicKeyFromSpki(spki_der));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(profile.subject));
-  return IssueChecked(custody, issuer_key, issuer, {name.get(), public_key.get(), validity, extensions});
+  return IssueChecked(custody, issuer_key, issuer, {name.get(), point, nullptr, validity, extensions});
 }
 
 StatusOr<std::string> IssueEndEntity(KeyCustody& custody, KeyHandle issuer_key,
@@ -256,7 +259,13 @@ StatusOr<std::unique_ptr<EndEntityIssuer>> EndEntityIssuer::Prepare(KeyCustody& 
 
 StatusOr<std::string> EndEntityIssuer::Issue(std::span<const uint8_t> spki_der,
                                              const EndEntityProfile& profile) const {
-  return IssueEndEntityUnder(custody_, key_, prepared_->certificate.get(), spki_der, profile);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> point, P256PointOfSpki(spki_der));
+  return IssueEndEntityUnder(custody_, key_, prepared_->certificate.get(), point, profile);
+}
+
+StatusOr<std::string> EndEntityIssuer::Issue(const CheckedCsr& csr, const EndEntityProfile& profile) const {
+  if (csr.public_point.empty()) return Issue(csr.spki_der, profile);
+  return IssueEndEntityUnder(custody_, key_, prepared_->certificate.get(), csr.public_point, profile);
 }
 
 }  // namespace keyline::hsm

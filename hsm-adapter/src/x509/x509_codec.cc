@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace keyline::hsm::internal {
@@ -93,14 +94,24 @@ Status CheckP256Key(EVP_PKEY* key) {
   return Status::Ok();
 }
 
-StatusOr<PkeyPtr> P256PublicKeyFromSpki(std::span<const uint8_t> spki_der) {
-  const unsigned char* p = spki_der.data();
-  PkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki_der.size())));
-  if (!key || p != spki_der.data() + spki_der.size() || !CheckP256Key(key.get()).ok()) {
-    ERR_clear_error();
-    return InvalidArgumentError("public key is not a DER SubjectPublicKeyInfo of a P-256 key");
+Status SetP256PublicPoint(X509_PUBKEY* target, std::span<const uint8_t> point) {
+  // X509_PUBKEY_set0_param takes the encoding over; the OIDs are OpenSSL's static objects.
+  auto* bits = static_cast<unsigned char*>(OPENSSL_malloc(point.size()));
+  if (bits == nullptr) return InternalError("OpenSSL: out of memory for a public key");
+  std::copy(point.begin(), point.end(), bits);
+  if (X509_PUBKEY_set0_param(target, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+                             OBJ_nid2obj(NID_X9_62_prime256v1), bits, static_cast<int>(point.size())) != 1) {
+    OPENSSL_free(bits);
+    return InternalError("OpenSSL: cannot set a P-256 public key: " + TakeOpenSslError());
   }
-  return key;
+  return Status::Ok();
+}
+
+std::vector<uint8_t> PublicPointOf(X509_PUBKEY* key) {
+  const unsigned char* bits = nullptr;
+  int len = 0;
+  if (X509_PUBKEY_get0_param(nullptr, &bits, &len, nullptr, key) != 1 || bits == nullptr || len <= 0) return {};
+  return std::vector<uint8_t>(bits, bits + len);
 }
 
 StatusOr<std::vector<uint8_t>> SpkiOf(X509_PUBKEY* key) {

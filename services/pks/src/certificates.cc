@@ -140,7 +140,7 @@ StatusOr<std::variant<ReservedCertificate, Refusal>> Issue(PlantCore& core,
   ReservedCertificate issued = reserved;
   ASSIGN_OR_RETURN(issued.certificate,
                    core.keys->IssueEcuCertificate(
-                       ca->second, csr->spki_der,
+                       ca->second, *csr,
                        ProfileFor(reserved, *found, oem, reservation.ecu_uid)));
   ASSIGN_OR_RETURN(issued.confirm_challenge,
                    core.keys->Random(schemas::kCertificateChallengeBytes));

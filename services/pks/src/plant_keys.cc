@@ -197,8 +197,7 @@ Status PlantKeys::CheckIssuingCaRecently(const IssuingCaConfig& ca) {
   return Status::Ok();
 }
 
-StatusOr<std::string> PlantKeys::IssueEcuCertificate(const IssuingCaConfig& ca,
-                                                     std::span<const uint8_t> spki_der,
+StatusOr<std::string> PlantKeys::IssueEcuCertificate(const IssuingCaConfig& ca, const hsm::CheckedCsr& csr,
                                                      const hsm::EndEntityProfile& profile) {
   // Reservations burned at their deadline never ask for their key: forget everything then.
   constexpr size_t kMaxRemembered = 100'000;
@@ -210,9 +209,9 @@ StatusOr<std::string> PlantKeys::IssueEcuCertificate(const IssuingCaConfig& ca,
     ASSIGN_OR_RETURN(issuer, hsm::EndEntityIssuer::Prepare(*custody_, key, ca.certificate));
     certificate = ca.certificate;
   }
-  ASSIGN_OR_RETURN(std::string pem, issuer->Issue(spki_der, profile));
+  ASSIGN_OR_RETURN(std::string pem, issuer->Issue(csr, profile));
   if (issued_keys_.size() >= kMaxRemembered) issued_keys_.clear();
-  issued_keys_[pem].assign(spki_der.begin(), spki_der.end());
+  issued_keys_[pem] = csr.spki_der;
   return pem;
 }
 

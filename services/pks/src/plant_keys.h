@@ -92,10 +92,9 @@ class PlantKeys {
   // must not verify the CA's chain again each time. Thread-safe.
   [[nodiscard]] Status CheckIssuingCaRecently(const IssuingCaConfig& ca);
 
-  // An ECU certificate for the P-256 key `spki_der`, signed by `ca`'s key in this HSM. The CA
-  // is prepared once per certificate (hsm::EndEntityIssuer), not for every ECU.
-  [[nodiscard]] StatusOr<std::string> IssueEcuCertificate(const IssuingCaConfig& ca,
-                                                          std::span<const uint8_t> spki_der,
+  // An ECU certificate for the key of `csr` (checked by hsm::CheckCsr), signed by `ca`'s key in
+  // this HSM. The CA is prepared once per certificate (hsm::EndEntityIssuer), not for every ECU.
+  [[nodiscard]] StatusOr<std::string> IssueEcuCertificate(const IssuingCaConfig& ca, const hsm::CheckedCsr& csr,
                                                           const hsm::EndEntityProfile& profile);
 
   // The public key (DER SPKI) of an ECU certificate: remembered from IssueEcuCertificate until
