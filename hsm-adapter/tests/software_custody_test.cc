@@ -1,5 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <atomic>
 #include <fstream>
 #include <thread>
@@ -427,6 +430,53 @@ BOOST_AUTO_TEST_CASE(EcdsaSignatureVerifiesOnlyForItsMessageAndKey) {
              StatusCode::kUnauthenticated);
   BOOST_TEST(VerifyEcdsaSha256(Bytes("not a key"), message, signature).code() ==
              StatusCode::kInvalidArgument);
+}
+
+// OpenSSL's own encoding of a key (i2d_PUBKEY through its key encoders).
+std::vector<uint8_t> OpenSslSpki(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(key, &der);
+  BOOST_REQUIRE(len > 0);
+  std::vector<uint8_t> out(der, der + len);
+  OPENSSL_free(der);
+  return out;
+}
+
+// Public keys are encoded and read through the ASN.1 structure, not OpenSSL 3's key encoders
+// and decoders: the bytes are the same as OpenSSL's, and what is not a P-256 key is refused.
+BOOST_AUTO_TEST_CASE(PublicKeyInfoIsOpenSslsEncodingAndOtherKeysAreRefused) {
+  TempDir dir;
+  auto custody = OpenWithNewMasterKey(dir);
+  KeyHandle key = KL_VALUE(custody->GenerateKey(KeyKind::kEcdsaP256));
+  std::vector<uint8_t> spki = KL_VALUE(custody->GetPublicKeyInfo(key));
+  const unsigned char* p = spki.data();
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> decoded(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())),
+                                                              &EVP_PKEY_free);
+  BOOST_REQUIRE(decoded);
+  BOOST_TEST((OpenSslSpki(decoded.get()) == spki));
+
+  std::vector<uint8_t> message = Bytes("confirmation");
+  std::vector<uint8_t> signature = KL_VALUE(custody->SignEcdsaSha256(key, message));
+  auto refused = [&](const std::vector<uint8_t>& other, const char* what) {
+    BOOST_TEST(VerifyEcdsaSha256(other, message, signature).code() == StatusCode::kInvalidArgument, what);
+  };
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> ed25519(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"),
+                                                              &EVP_PKEY_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> p384(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"),
+                                                           &EVP_PKEY_free);
+  BOOST_REQUIRE(ed25519);
+  BOOST_REQUIRE(p384);
+  refused(OpenSslSpki(ed25519.get()), "an Ed25519 key");
+  refused(OpenSslSpki(p384.get()), "a P-384 key");
+  std::vector<uint8_t> trailing = spki;
+  trailing.push_back(0);
+  refused(trailing, "a trailing byte");
+  std::vector<uint8_t> off_curve = spki;
+  off_curve.back() ^= 0x01;
+  refused(off_curve, "a point off the curve");
+  std::vector<uint8_t> truncated(spki.begin(), spki.end() - 1);
+  refused(truncated, "a truncated key");
+  KL_REQUIRE_OK(VerifyEcdsaSha256(spki, message, signature));
 }
 
 BOOST_AUTO_TEST_CASE(StoredEcdsaKeyKeepsItsPublicKeyAndSigns) {

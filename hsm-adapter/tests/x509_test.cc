@@ -125,6 +125,28 @@ BOOST_AUTO_TEST_CASE(EndEntityUsagesFollowTheProfile) {
              StatusCode::kInvalidArgument);
 }
 
+// Issuing from a checked CSR (the key as CheckCsr read it, no key object made) gives the same
+// certificate content as issuing from the key's SPKI: the ECU's key, chaining to the root.
+BOOST_AUTO_TEST_CASE(IssueFromACheckedCsrCarriesTheCsrsKey) {
+  auto ca = NewCustody();
+  auto ecu = NewCustody();
+  IssuedChain c = IssueChain(*ca, *ca);
+  KeyHandle ecu_key = KL_VALUE(ecu->GenerateKey(KeyKind::kEcdsaP256));
+  const std::vector<uint8_t> spki = KL_VALUE(ecu->GetPublicKeyInfo(ecu_key));
+  CheckedCsr csr = KL_VALUE(CheckCsr(KL_VALUE(MakeCsr(*ecu, ecu_key, EcuProfile().subject, kChallenge)), kChallenge));
+  BOOST_TEST((csr.spki_der == spki));
+  BOOST_TEST(csr.public_point.size() == 65u);
+  auto issuer = KL_VALUE(EndEntityIssuer::Prepare(*ca, c.plant_key, c.plant));
+  for (const std::string& pem : {KL_VALUE(issuer->Issue(csr, EcuProfile())), KL_VALUE(issuer->Issue(spki, EcuProfile()))}) {
+    CertificateInfo info = KL_VALUE(InspectCertificate(pem));
+    BOOST_TEST((info.spki_der == spki));
+    KL_REQUIRE_OK(VerifyChain(pem, std::vector<std::string>{c.plant}, c.root, Now()));
+  }
+  std::vector<uint8_t> not_a_key = spki;
+  not_a_key.back() ^= 0x01;
+  BOOST_TEST(issuer->Issue(not_a_key, EcuProfile()).status().code() == StatusCode::kInvalidArgument);
+}
+
 // The confirmation an ECU signs binds its UID and the PKS's challenge, under a fixed label.
 BOOST_AUTO_TEST_CASE(ConfirmationMessageBindsUidAndChallenge) {
   std::vector<uint8_t> uid(15, 0x11), challenge(32, 0x22);

@@ -49,7 +49,12 @@ Algorithm P256Algorithm() {
   return algorithm;
 }
 
-Group P256Group() { return Group(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)); }
+// Made once: building the group costs more than a scalar multiplication. OpenSSL only reads a
+// group it is given as const, so threads share it.
+const EC_GROUP* P256Group() {
+  static const Group group(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
+  return group.get();
+}
 
 // An EC key of `selection` (EVP_PKEY_PUBLIC_KEY or EVP_PKEY_KEYPAIR) from its parts.
 StatusOr<Pkey> P256Key(const BIGNUM* scalar, std::span<const uint8_t> point) {
@@ -77,25 +82,25 @@ StatusOr<Pkey> P256Key(const BIGNUM* scalar, std::span<const uint8_t> point) {
 
 bool IsP256Scalar(std::span<const uint8_t> scalar) {
   if (scalar.size() != kP256ScalarSize) return false;
-  Group group = P256Group();
+  const EC_GROUP* group = P256Group();
   Bignum d(BN_secure_new());
-  if (!group || !d || BN_bin2bn(scalar.data(), static_cast<int>(scalar.size()), d.get()) == nullptr) {
+  if (group == nullptr || !d || BN_bin2bn(scalar.data(), static_cast<int>(scalar.size()), d.get()) == nullptr) {
     return false;
   }
-  return !BN_is_zero(d.get()) && BN_cmp(d.get(), EC_GROUP_get0_order(group.get())) < 0;
+  return !BN_is_zero(d.get()) && BN_cmp(d.get(), EC_GROUP_get0_order(group)) < 0;
 }
 
 StatusOr<std::vector<uint8_t>> P256PointOf(const SecretBytes& scalar) {
   if (!IsP256Scalar(scalar.span())) return InvalidArgumentError("not a valid P-256 private key");
-  Group group = P256Group();
+  const EC_GROUP* group = P256Group();
   Bignum d(BN_secure_new());
-  if (!group || !d || BN_bin2bn(scalar.data(), static_cast<int>(scalar.size()), d.get()) == nullptr) {
+  if (group == nullptr || !d || BN_bin2bn(scalar.data(), static_cast<int>(scalar.size()), d.get()) == nullptr) {
     return InternalError("OpenSSL: cannot load a P-256 scalar");
   }
-  Point p(EC_POINT_new(group.get()));
+  Point p(EC_POINT_new(group));
   std::vector<uint8_t> out(kP256PointSize);
-  if (!p || EC_POINT_mul(group.get(), p.get(), d.get(), nullptr, nullptr, nullptr) != 1 ||
-      EC_POINT_point2oct(group.get(), p.get(), POINT_CONVERSION_UNCOMPRESSED, out.data(),
+  if (!p || EC_POINT_mul(group, p.get(), d.get(), nullptr, nullptr, nullptr) != 1 ||
+      EC_POINT_point2oct(group, p.get(), POINT_CONVERSION_UNCOMPRESSED, out.data(),
                          out.size(), nullptr) != out.size()) {
     return InternalError("OpenSSL: cannot compute a P-256 public point");
   }

@@ -58,13 +58,13 @@ StatusOr<std::string> MakeCsr(KeyCustody& custody, KeyHandle key, const Certific
                                 " bytes, not " + std::to_string(challenge.size()));
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> spki, custody.GetPublicKeyInfo(key));
-  ASSIGN_OR_RETURN(P256PublicKeyParts public_key, P256PublicKeyOfSpki(spki));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> point, P256PointOfSpki(spki));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(subject));
   X509ReqPtr req(X509_REQ_new());
   std::string challenge_hex = ToHex(challenge);
   if (!req) return InternalError("OpenSSL: X509_REQ_new failed");
   // The key goes in as its point (see SetP256PublicPoint).
-  RETURN_IF_ERROR(SetP256PublicPoint(X509_REQ_get_X509_PUBKEY(req.get()), public_key.point));
+  RETURN_IF_ERROR(SetP256PublicPoint(X509_REQ_get_X509_PUBKEY(req.get()), point));
   if (X509_REQ_set_version(req.get(), X509_REQ_VERSION_1) != 1 ||
       X509_REQ_set_subject_name(req.get(), name.get()) != 1 ||
       X509_REQ_add1_attr_by_NID(req.get(), NID_pkcs9_challengePassword, MBSTRING_ASC,
@@ -72,7 +72,7 @@ StatusOr<std::string> MakeCsr(KeyCustody& custody, KeyHandle key, const Certific
                                 static_cast<int>(challenge_hex.size())) != 1) {
     return InternalError("OpenSSL: cannot build a CSR: " + TakeOpenSslError());
   }
-  RETURN_IF_ERROR(SignRequestInCustody(custody, key, public_key.key.get(), req.get()));
+  RETURN_IF_ERROR(SignRequestInCustody(custody, key, req.get()));
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
     return InternalError("OpenSSL: cannot write a CSR as PEM: " + TakeOpenSslError());

@@ -21,8 +21,8 @@ namespace keyline::hsm::internal {
 [[nodiscard]] Status SignCertificateInCustody(KeyCustody& custody, KeyHandle key,
                                               EVP_PKEY* signer_public, X509* cert);
 
-// The same for a CSR, whose signer is the key it carries (`signer_public`).
-[[nodiscard]] Status SignRequestInCustody(KeyCustody& custody, KeyHandle key, EVP_PKEY* signer_public,
-                                          X509_REQ* req);
+// The same for a CSR, without the check: its receiver verifies it anyway (CheckCsr), and a
+// CSR that does not verify is refused there, unlike a certificate that is handed out.
+[[nodiscard]] Status SignRequestInCustody(KeyCustody& custody, KeyHandle key, X509_REQ* req);
 
 }  // namespace keyline::hsm::internal
