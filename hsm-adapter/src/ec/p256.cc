@@ -117,6 +117,13 @@ StatusOr<P256PublicKeyPtr> P256PublicKey(std::span<const uint8_t> point) {
 
 StatusOr<std::vector<uint8_t>> P256SpkiOfPoint(std::span<const uint8_t> point) {
   ASSIGN_OR_RETURN(P256PublicKeyPtr checked, P256PublicKey(point));
+  return P256SpkiOfOwnPoint(point);
+}
+
+StatusOr<std::vector<uint8_t>> P256SpkiOfOwnPoint(std::span<const uint8_t> point) {
+  if (point.size() != kP256PointSize || point[0] != 0x04) {
+    return InvalidArgumentError("a P-256 public point is 65 bytes, uncompressed (04 || X || Y)");
+  }
   // Encoded through the ASN.1 structure, not OpenSSL 3's key encoders.
   Algorithm algorithm = P256Algorithm();
   SubjectKey spki(X509_PUBKEY_new());
@@ -139,8 +146,7 @@ StatusOr<std::vector<uint8_t>> P256SpkiOfPoint(std::span<const uint8_t> point) {
   return out;
 }
 
-// The BIT STRING of a SubjectPublicKeyInfo whose algorithm is P-256; the point is not checked.
-static StatusOr<std::vector<uint8_t>> PointOfP256Spki(std::span<const uint8_t> spki_der) {
+StatusOr<std::vector<uint8_t>> P256PointOfCustodySpki(std::span<const uint8_t> spki_der) {
   const auto refuse = [] {
     ERR_clear_error();
     return InvalidArgumentError("public key is not a DER SubjectPublicKeyInfo of a P-256 key");
@@ -173,7 +179,7 @@ static StatusOr<std::vector<uint8_t>> PointOfP256Spki(std::span<const uint8_t> s
 }
 
 StatusOr<P256PublicKeyParts> P256PublicKeyOfSpki(std::span<const uint8_t> spki_der) {
-  ASSIGN_OR_RETURN(std::vector<uint8_t> point, PointOfP256Spki(spki_der));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> point, P256PointOfCustodySpki(spki_der));
   auto key = P256PublicKey(point);
   if (!key.ok()) {
     ERR_clear_error();

@@ -26,11 +26,16 @@ bool IsP256Scalar(std::span<const uint8_t> scalar);
 // The DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) of an uncompressed point; refuses
 // a point not on the curve.
 [[nodiscard]] StatusOr<std::vector<uint8_t>> P256SpkiOfPoint(std::span<const uint8_t> point);
+// The same for a point this process computed itself (d*G of its own scalar): not checked again.
+[[nodiscard]] StatusOr<std::vector<uint8_t>> P256SpkiOfOwnPoint(std::span<const uint8_t> point);
 
 // The uncompressed point of a DER SubjectPublicKeyInfo of a P-256 key; refuses any other key,
 // and a point not on the curve. Read with OpenSSL's generic DER parser: OpenSSL 3's key
 // decoders cost more than the signature the key is wanted for.
 [[nodiscard]] StatusOr<std::vector<uint8_t>> P256PointOfSpki(std::span<const uint8_t> spki_der);
+// The same without the curve check, for a SubjectPublicKeyInfo a custody returned (its
+// GetPublicKeyInfo checked the point, or computed it).
+[[nodiscard]] StatusOr<std::vector<uint8_t>> P256PointOfCustodySpki(std::span<const uint8_t> spki_der);
 
 // The public key object of a P-256 point (for verifying); refuses a point not on the curve.
 using P256PublicKeyPtr = std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)>;

@@ -165,7 +165,7 @@ class SoftwareCustody final : public KeyCustody {
   StatusOr<std::vector<uint8_t>> GetPublicKeyInfo(KeyHandle handle) override {
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(Entry * entry, FindLocked(handle, KeyKind::kEcdsaP256));
-    return P256SpkiOfPoint(entry->public_point);
+    return P256SpkiOfOwnPoint(entry->public_point);  // computed from its scalar here
   }
 
   StatusOr<std::array<uint8_t, 3>> KeyCheckValue(KeyHandle handle) override {

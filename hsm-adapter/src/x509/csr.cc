@@ -58,7 +58,7 @@ StatusOr<std::string> MakeCsr(KeyCustody& custody, KeyHandle key, const Certific
                                 " bytes, not " + std::to_string(challenge.size()));
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> spki, custody.GetPublicKeyInfo(key));
-  ASSIGN_OR_RETURN(std::vector<uint8_t> point, P256PointOfSpki(spki));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> point, P256PointOfCustodySpki(spki));
   ASSIGN_OR_RETURN(X509NamePtr name, ToX509Name(subject));
   X509ReqPtr req(X509_REQ_new());
   std::string challenge_hex = ToHex(challenge);
