@@ -49,16 +49,14 @@ Status AuditLog::Load() {
     head_sequence_ = layout::ReadU64(*head);
     std::copy_n(head->data() + 8, 32, head_hash_.begin());
   }
-  failed_writes_seen_ = context_->store->counters().failed_writes;
+  failed_writes_.Arm(*context_);
   return Status::Ok();
 }
 
 void AuditLog::ReloadAfterFailedWrite() {
-  uint64_t failed = context_->store->counters().failed_writes;
-  if (failed == failed_writes_seen_) return;
   // A group write failed: entries appended in it never reached the disk. Continue from the
   // durable head so the chain has no hole.
-  failed_writes_seen_ = failed;
+  if (!failed_writes_.FailedSinceLastLook(*context_)) return;
   head_sequence_ = 0;
   head_hash_ = {};
   (void)Load();

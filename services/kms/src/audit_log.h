@@ -38,7 +38,7 @@ class AuditLog {
   KmsContext* context_;
   uint64_t head_sequence_ = 0;
   std::array<uint8_t, 32> head_hash_{};
-  uint64_t failed_writes_seen_ = 0;
+  FailedWriteWatch failed_writes_;
 };
 
 }  // namespace keyline::kms

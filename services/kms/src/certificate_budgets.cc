@@ -29,7 +29,7 @@ std::string BudgetKey(const std::string& plant, const std::string& oem) {
 
 Status CertificateBudgets::Load() {
   std::lock_guard lock(mu_);
-  failed_writes_seen_ = context_->store->counters().failed_writes;
+  failed_writes_.Arm(*context_);
   return LoadLocked();
 }
 
@@ -74,9 +74,7 @@ Status CertificateBudgets::LoadLocked() {
 }
 
 void CertificateBudgets::ReloadAfterFailedWriteLocked() {
-  const uint64_t failed = context_->store->counters().failed_writes;
-  if (failed == failed_writes_seen_) return;
-  failed_writes_seen_ = failed;
+  if (!failed_writes_.FailedSinceLastLook(*context_)) return;
   Status reloaded = LoadLocked();
   if (!reloaded.ok()) spdlog::error("kms: reloading the issuing budgets after a failed write: {}", reloaded.ToString());
 }

@@ -81,7 +81,7 @@ class CertificateBudgets {
   Catalog* catalog_;
   AuditLog* audit_;
   mutable std::mutex mu_;
-  uint64_t failed_writes_seen_ = 0;
+  FailedWriteWatch failed_writes_;
   std::map<std::pair<std::string, std::string>, CertificateBudgetSpec> budgets_;  // (plant, oem)
   struct Answer {
     std::string oem, grant_id;

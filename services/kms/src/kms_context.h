@@ -37,6 +37,25 @@ struct KmsContext {
   StatusOr<std::optional<std::string>> Get(std::string_view family, std::string_view key) const;
 };
 
+// For a module that mirrors part of the database in memory: whether a group write failed since
+// it last looked. A failed write takes back what the module's memory already holds, so the
+// module reloads from the database then.
+class FailedWriteWatch {
+ public:
+  // In step with the store now (call after loading).
+  void Arm(const KmsContext& context) { seen_ = context.store->counters().failed_writes; }
+  // True once per failed group write since the last Arm or call.
+  bool FailedSinceLastLook(const KmsContext& context) {
+    const uint64_t failed = context.store->counters().failed_writes;
+    if (failed == seen_) return false;
+    seen_ = failed;
+    return true;
+  }
+
+ private:
+  uint64_t seen_ = 0;
+};
+
 int64_t NowUs();
 // "2026-12-02T03:26:45.123456Z".
 std::string Rfc3339(int64_t us);

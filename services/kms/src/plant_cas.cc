@@ -86,7 +86,7 @@ std::string_view PlantCaStateName(PlantCaState state) {
 
 Status PlantCas::Load() {
   std::lock_guard lock(mu_);
-  failed_writes_seen_ = context_->store->counters().failed_writes;
+  failed_writes_.Arm(*context_);
   return LoadLocked();
 }
 
@@ -113,9 +113,7 @@ Status PlantCas::LoadLocked() {
 }
 
 void PlantCas::ReloadAfterFailedWriteLocked() {
-  const uint64_t failed = context_->store->counters().failed_writes;
-  if (failed == failed_writes_seen_) return;
-  failed_writes_seen_ = failed;
+  if (!failed_writes_.FailedSinceLastLook(*context_)) return;
   Status reloaded = LoadLocked();
   if (!reloaded.ok()) spdlog::error("kms: reloading the CAs after a failed write: {}", reloaded.ToString());
 }

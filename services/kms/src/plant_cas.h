@@ -100,7 +100,7 @@ class PlantCas {
   Catalog* catalog_;
   AuditLog* audit_;
   mutable std::mutex mu_;
-  uint64_t failed_writes_seen_ = 0;
+  FailedWriteWatch failed_writes_;
   std::map<std::string, std::string> oem_cas_;  // OEM -> CA certificate (PEM)
   // (plant, oem) -> generations, oldest first.
   std::map<std::pair<std::string, std::string>, std::vector<PlantCaSpec>> plant_cas_;
