@@ -50,9 +50,6 @@ Status CertificateBudgets::LoadLocked() {
     budget.granted = stored->granted();
     budget.recorded = stored->recorded();
     budget.grants = stored->grants();
-    budget.last_request_id = std::string(schemas::Text(stored->last_request_id()));
-    budget.last_grant_id = std::string(schemas::Text(stored->last_grant_id()));
-    budget.last_grant_count = stored->last_grant_count();
     budgets_[{budget.plant, budget.oem}] = std::move(budget);
   }
   answered_.clear();
@@ -91,9 +88,7 @@ CertificateBudgetSpec& CertificateBudgets::EntryLocked(const std::string& plant,
 void CertificateBudgets::PutLocked(broker::WriteContext& write, const CertificateBudgetSpec& b) {
   flatbuffers::FlatBufferBuilder fbb(256);
   fbb.Finish(wire::CreateKmsCertificateBudgetDirect(fbb, b.plant.c_str(), b.oem.c_str(), b.min, b.target,
-                                                    b.granted, b.recorded, b.grants,
-                                                    b.last_request_id.c_str(), b.last_grant_id.c_str(),
-                                                    b.last_grant_count));
+                                                    b.granted, b.recorded, b.grants));
   write.batch().Put(context_->Family(layout::kCatalog), BudgetKey(b.plant, b.oem), FinishedText(fbb));
 }
 
@@ -160,9 +155,6 @@ Status CertificateBudgets::HandleRequest(const std::string& plant, const wire::C
   answered_[{plant, request_id}] = {oem, grant_id, count};
   budget.granted += count;
   ++budget.grants;
-  budget.last_request_id = request_id;
-  budget.last_grant_id = grant_id;
-  budget.last_grant_count = count;
   PutLocked(write, budget);
   audit_->Append(write, plant, "certificate_budget.grant", grant_id,
                  "{\"oem\":" + JsonQuote(oem) + ",\"asked\":" + std::to_string(request.count()) +

@@ -37,9 +37,6 @@ struct CertificateBudgetSpec {
   uint64_t granted = 0;   // in total
   uint64_t recorded = 0;  // certificates seen in the plant's injection records
   uint64_t grants = 0;    // grants made
-  std::string last_request_id;  // the last request answered, for the status page
-  std::string last_grant_id;
-  uint32_t last_grant_count = 0;
   // Granted and not yet seen in a record: what the plant may hold unreported.
   uint64_t outstanding() const { return granted > recorded ? granted - recorded : 0; }
 };

@@ -620,22 +620,25 @@ class Kms::Impl {
       entry["last_contact"] = contact == last_contact_.end() ? json(nullptr) : json(Rfc3339(contact->second));
       uint64_t acked_version = 0;
       json stock = json::array();
+      // The plant's last PlantStatus, read once for its stock and its issuing budgets.
+      const wire::PlantStatus* reported = nullptr;
       if (auto it = plant_status_.find(plant.plant); it != plant_status_.end()) {
         auto decoded = schemas::DecodeMessage<wire::PlantStatus>(AsBytes(it->second));
-        if (decoded.ok()) {
-          acked_version = (*decoded)->config_version();
-          if ((*decoded)->stock()) {
-            for (const auto* s : *(*decoded)->stock()) {
-              std::string name(schemas::Text(s->product()));
-              auto product = catalog_->Product(name);
-              const uint64_t min_stock = product ? product->min_stock : 0;
-              stock.push_back({{"product", name}, {"in_stock", s->in_stock()}, {"reserved", s->reserved()},
-                               {"requested", s->requested()}, {"injected", s->injected()}, {"burned", s->burned()},
-                               {"min_stock", min_stock}, {"target_stock", product ? product->target_stock : 0}});
-              if (s->in_stock() < min_stock) {
-                alerts.push_back(plant.plant + ": " + name + " stock " + std::to_string(s->in_stock()) +
-                                 " is below its minimum " + std::to_string(min_stock));
-              }
+        if (decoded.ok()) reported = *decoded;
+      }
+      if (reported != nullptr) {
+        acked_version = reported->config_version();
+        if (reported->stock()) {
+          for (const auto* s : *reported->stock()) {
+            std::string name(schemas::Text(s->product()));
+            auto product = catalog_->Product(name);
+            const uint64_t min_stock = product ? product->min_stock : 0;
+            stock.push_back({{"product", name}, {"in_stock", s->in_stock()}, {"reserved", s->reserved()},
+                             {"requested", s->requested()}, {"injected", s->injected()}, {"burned", s->burned()},
+                             {"min_stock", min_stock}, {"target_stock", product ? product->target_stock : 0}});
+            if (s->in_stock() < min_stock) {
+              alerts.push_back(plant.plant + ": " + name + " stock " + std::to_string(s->in_stock()) +
+                               " is below its minimum " + std::to_string(min_stock));
             }
           }
         }
@@ -643,22 +646,19 @@ class Kms::Impl {
       entry["config_version_acknowledged"] = acked_version;
       // The plant's own view of its budgets, from its last PlantStatus.
       std::map<std::string, json>& budgets = budgets_by_plant[plant.plant];
-      if (auto it = plant_status_.find(plant.plant); it != plant_status_.end()) {
-        auto decoded = schemas::DecodeMessage<wire::PlantStatus>(AsBytes(it->second));
-        if (decoded.ok() && (*decoded)->certificate_budgets()) {
-          for (const auto* b : *(*decoded)->certificate_budgets()) {
-            const std::string oem(schemas::Text(b->oem()));
-            const uint64_t held = b->issued() + b->pending();
-            const uint64_t available = b->granted() > held ? b->granted() - held : 0;
-            json& budget = budgets[oem];
-            if (budget.is_null()) budget = {{"plant", plant.plant}, {"oem", oem}};
-            budget["at_plant"] = {{"granted", b->granted()}, {"issued", b->issued()}, {"pending", b->pending()},
-                                  {"available", available}, {"requested", b->requested()}};
-            if (available == 0) {
-              alerts.push_back(plant.plant + ": issuing budget of " + oem + " is spent (" +
-                               std::to_string(b->granted()) + " granted, " + std::to_string(b->issued()) +
-                               " issued): no certificates until the KMS grants more");
-            }
+      if (reported != nullptr && reported->certificate_budgets()) {
+        for (const auto* b : *reported->certificate_budgets()) {
+          const std::string oem(schemas::Text(b->oem()));
+          const uint64_t held = b->issued() + b->pending();
+          const uint64_t available = b->granted() > held ? b->granted() - held : 0;
+          json& budget = budgets[oem];
+          if (budget.is_null()) budget = {{"plant", plant.plant}, {"oem", oem}};
+          budget["at_plant"] = {{"granted", b->granted()}, {"issued", b->issued()}, {"pending", b->pending()},
+                                {"available", available}, {"requested", b->requested()}};
+          if (available == 0) {
+            alerts.push_back(plant.plant + ": issuing budget of " + oem + " is spent (" +
+                             std::to_string(b->granted()) + " granted, " + std::to_string(b->issued()) +
+                             " issued): no certificates until the KMS grants more");
           }
         }
       }
