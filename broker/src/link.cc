@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -73,6 +74,22 @@ class Wakeup {
   int fd_;
 };
 
+// The link clients of one process share one ZeroMQ context, so one I/O thread serves all their
+// sockets: a process with many links (the bench's simulated injectors) wakes one thread per
+// burst instead of one per link. A server keeps its own context, which holds its ZAP handler
+// (a context has room for one). The context ends with the last client that uses it.
+std::shared_ptr<zmq::context_t> SharedClientContext() {
+  static std::mutex mu;
+  static std::weak_ptr<zmq::context_t> shared;
+  std::lock_guard lock(mu);
+  std::shared_ptr<zmq::context_t> context = shared.lock();
+  if (!context) {
+    context = std::make_shared<zmq::context_t>();
+    shared = context;
+  }
+  return context;
+}
+
 enum class Outcome { kApplied, kDuplicate, kGap, kRetryLater, kDeadLetter };
 
 // The outcomes of consecutive deliveries of one stream in one applied burst.
@@ -133,8 +150,9 @@ class LinkEngine {
     if (options.peers == nullptr) return InvalidArgumentError("LinkServer needs a PeerRegistry");
     peers_ = options.peers;
     try {
-      ASSIGN_OR_RETURN(zap_, ZapHandler::Start(context_, peers_));
-      socket_ = zmq::socket_t(context_, zmq::socket_type::router);
+      context_ = std::make_shared<zmq::context_t>();
+      ASSIGN_OR_RETURN(zap_, ZapHandler::Start(*context_, peers_));
+      socket_ = zmq::socket_t(*context_, zmq::socket_type::router);
       ConfigureCommon();
       socket_.set(zmq::sockopt::router_mandatory, 1);
       RETURN_IF_ERROR(MakeAuthenticatedCurveServer(socket_, options.keys));
@@ -212,7 +230,8 @@ class LinkEngine {
   }
 
   void OpenClientSocket() {
-    socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+    if (!context_) context_ = SharedClientContext();
+    socket_ = zmq::socket_t(*context_, zmq::socket_type::dealer);
     ConfigureCommon();
     socket_.set(zmq::sockopt::immediate, 1);
     socket_.set(zmq::sockopt::reconnect_ivl, 100);
@@ -936,7 +955,7 @@ class LinkEngine {
   PeerRegistry* peers_ = nullptr;
   LinkClient::Options client_options_;
 
-  zmq::context_t context_;
+  std::shared_ptr<zmq::context_t> context_;  // declared before the socket: outlives it
   std::unique_ptr<ZapHandler> zap_;
   zmq::socket_t socket_;
   std::string endpoint_;
