@@ -35,6 +35,11 @@ int64_t NowMicros() {
 // range tombstone is cheaper than thousands of point tombstones.
 constexpr uint64_t kPointDeleteLimit = 256;
 
+// How long acknowledged messages may wait for a write they can join before they get one of
+// their own. Removing them is relaxed (a crash before it only means a resend the peer skips),
+// so an acknowledgement need not cost a write of its own.
+constexpr auto kTrimDelay = std::chrono::milliseconds(5);
+
 // A group write's buffer is reused if the group was at most this big. 8 MiB.
 constexpr size_t kKeptBatchBytes = 8u << 20;
 
@@ -73,9 +78,9 @@ class GroupWriteContext final : public WriteContext {
 
   // Puts the applied position of every stream this group advanced; call once, after the items.
   void WriteAppliedPositions();
-
-  uint64_t PendingAcked(const QueueId& queue) const;
-  void SetAcked(const QueueId& queue, uint64_t sequence);
+  // Removes the messages of `queue` after `acked` through `through` (the peer acknowledged
+  // them) and moves its written acknowledged position; call after the items.
+  void WriteTrim(const QueueId& queue, uint64_t acked, uint64_t through);
 
   void BeginItem() {
     undo_.clear();
@@ -199,7 +204,7 @@ class MessageStoreImpl final : public MessageStore {
   uint64_t AckedThrough(const QueueId& queue) const override {
     std::lock_guard lock(mu_);
     auto it = outbox_.find(queue);
-    return it == outbox_.end() ? 0 : it->second.acked;
+    return it == outbox_.end() ? 0 : it->second.acknowledged();
   }
   uint64_t AppliedThrough(const QueueId& from) const override {
     std::lock_guard lock(mu_);
@@ -225,7 +230,7 @@ class MessageStoreImpl final : public MessageStore {
   std::vector<OutboxQueueStats> OutboxStats() const override {
     std::lock_guard lock(mu_);
     std::vector<OutboxQueueStats> out;
-    for (const auto& [queue, state] : outbox_) out.push_back({queue, state.last, state.acked});
+    for (const auto& [queue, state] : outbox_) out.push_back({queue, state.last, state.acknowledged()});
     return out;
   }
 
@@ -241,6 +246,15 @@ class MessageStoreImpl final : public MessageStore {
   void RemoveCommitListener(uint64_t id) override {
     std::lock_guard lock(listeners_mu_);
     listeners_.erase(id);
+  }
+  uint64_t AddAckListener(AckListener listener) override {
+    std::lock_guard lock(listeners_mu_);
+    ack_listeners_[++last_listener_id_] = std::move(listener);
+    return last_listener_id_;
+  }
+  void RemoveAckListener(uint64_t id) override {
+    std::lock_guard lock(listeners_mu_);
+    ack_listeners_.erase(id);
   }
 
   const std::string& self() const override { return options_.self; }
@@ -280,7 +294,12 @@ class MessageStoreImpl final : public MessageStore {
   // For GroupWriteContext.
   uint64_t CommittedLast(const QueueId& queue) const { return LastSequence(queue); }
   uint64_t CommittedApplied(const QueueId& queue) const { return AppliedThrough(queue); }
-  uint64_t CommittedAcked(const QueueId& queue) const { return AckedThrough(queue); }
+  // The acknowledged position as written (the peer's acknowledgement may be ahead of it).
+  uint64_t CommittedAcked(const QueueId& queue) const {
+    std::lock_guard lock(mu_);
+    auto it = outbox_.find(queue);
+    return it == outbox_.end() ? 0 : it->second.acked;
+  }
   rocksdb::ColumnFamilyHandle* family() const { return family_; }
 
  private:
@@ -291,7 +310,9 @@ class MessageStoreImpl final : public MessageStore {
   };
   struct QueueState {
     uint64_t last = 0;
-    uint64_t acked = 0;
+    uint64_t acked = 0;         // written: the messages through it are removed
+    uint64_t ack_received = 0;  // the peer's latest acknowledgement, written with the next group
+    uint64_t acknowledged() const { return std::max(acked, ack_received); }
   };
 
   struct LinkStateCopy {
@@ -323,6 +344,9 @@ class MessageStoreImpl final : public MessageStore {
 
   void CommitLoop();
   void RunGroup(std::deque<Item>& group);
+  // Puts the removal of every acknowledged message not yet removed into `context`'s write;
+  // returns the queues it covers.
+  std::vector<QueueId> WriteTrims(GroupWriteContext& context);
 
   Database* database_;
   MessageStoreOptions options_;
@@ -333,16 +357,19 @@ class MessageStoreImpl final : public MessageStore {
   std::map<QueueId, uint64_t> inbox_;
   Counters counters_;
   std::map<std::string, LinkStateCopy> link_states_;
+  std::set<QueueId> to_trim_;  // queues with an acknowledgement not yet written
   std::array<uint8_t, 16> message_id_prefix_{};
   uint64_t message_count_ = 0;  // commit thread only
 
   std::mutex listeners_mu_;  // held while listeners run, so removal waits for a running one
   std::map<uint64_t, CommitListener> listeners_;
+  std::map<uint64_t, AckListener> ack_listeners_;
   uint64_t last_listener_id_ = 0;
 
   std::mutex queue_mu_;  // guards pending_ and stopping_
   std::condition_variable queue_cv_;
   std::deque<Item> pending_;
+  bool trims_due_ = false;  // an acknowledgement arrived since the last group was taken
   bool stopping_ = false;
   std::thread thread_;
   rocksdb::WriteBatch batch_;  // the group being built (commit thread only)
@@ -400,13 +427,18 @@ void GroupWriteContext::WriteAppliedPositions() {
   }
 }
 
-uint64_t GroupWriteContext::PendingAcked(const QueueId& queue) const {
-  auto it = acked_.find(queue);
-  return it != acked_.end() ? it->second : store_.CommittedAcked(queue);
-}
-
-void GroupWriteContext::SetAcked(const QueueId& queue, uint64_t sequence) {
-  Set(acked_, queue, sequence);
+void GroupWriteContext::WriteTrim(const QueueId& queue, uint64_t acked, uint64_t through) {
+  if (through - acked <= kPointDeleteLimit) {
+    for (uint64_t s = acked + 1; s <= through; ++s) {
+      batch_.Delete(store_.family(), keys::MessageKey(queue, s));
+    }
+  } else {
+    batch_.DeleteRange(store_.family(), keys::MessageKey(queue, acked + 1),
+                       keys::MessageKey(queue, through + 1));
+  }
+  batch_.Put(store_.family(), keys::QueuePrefix(keys::kAcked, queue),
+             keys::EncodeSequence(through));
+  acked_[queue] = through;
 }
 
 void GroupWriteContext::EndItem(bool ok) {
@@ -480,28 +512,40 @@ StatusOr<std::vector<StoredMessage>> MessageStoreImpl::Read(const QueueId& queue
 }
 
 void MessageStoreImpl::Acknowledge(const QueueId& queue, uint64_t sequence) {
-  Submit(
-      [this, queue, sequence](WriteContext& write) -> Status {
-        auto& context = static_cast<GroupWriteContext&>(write);
-        uint64_t acked = context.PendingAcked(queue);
-        if (sequence <= acked || sequence > CommittedLast(queue)) return Status::Ok();
-        if (sequence - acked <= kPointDeleteLimit) {
-          for (uint64_t s = acked + 1; s <= sequence; ++s) {
-            context.batch().Delete(family_, keys::MessageKey(queue, s));
-          }
-        } else {
-          context.batch().DeleteRange(family_, keys::MessageKey(queue, acked + 1),
-                                      keys::MessageKey(queue, sequence + 1));
-        }
-        context.batch().Put(family_, keys::QueuePrefix(keys::kAcked, queue),
-                            keys::EncodeSequence(sequence));
-        context.SetAcked(queue, sequence);
-        return Status::Ok();
-      },
-      [queue](const Status& status) {
-        if (!status.ok()) spdlog::warn("trimming {}: {}", queue.ToString(), status.ToString());
-      },
-      Durability::kRelaxed);
+  {
+    std::lock_guard lock(mu_);
+    auto it = outbox_.find(queue);
+    if (it == outbox_.end()) return;
+    QueueState& state = it->second;
+    if (sequence <= state.acknowledged() || sequence > state.last) return;
+    state.ack_received = sequence;
+    to_trim_.insert(queue);
+  }
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!trims_due_) {
+      trims_due_ = true;
+      queue_cv_.notify_one();
+    }
+  }
+  std::lock_guard lock(listeners_mu_);
+  for (const auto& [id, listener] : ack_listeners_) listener(queue, sequence);
+}
+
+std::vector<QueueId> MessageStoreImpl::WriteTrims(GroupWriteContext& context) {
+  std::vector<std::pair<QueueId, QueueState>> trims;
+  {
+    std::lock_guard lock(mu_);
+    for (const QueueId& queue : to_trim_) trims.emplace_back(queue, outbox_[queue]);
+    to_trim_.clear();
+  }
+  std::vector<QueueId> queues;
+  for (const auto& [queue, state] : trims) {
+    if (state.ack_received <= state.acked) continue;
+    context.WriteTrim(queue, state.acked, state.ack_received);
+    queues.push_back(queue);
+  }
+  return queues;
 }
 
 void MessageStoreImpl::CommitLoop() {
@@ -509,8 +553,13 @@ void MessageStoreImpl::CommitLoop() {
   for (;;) {
     {
       std::unique_lock lock(queue_mu_);
-      queue_cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) return;  // stopping, and everything submitted has been written
+      queue_cv_.wait(lock, [&] { return stopping_ || !pending_.empty() || trims_due_; });
+      if (pending_.empty() && !stopping_) {
+        // Only acknowledgements to write: they wait a moment for company.
+        queue_cv_.wait_for(lock, kTrimDelay, [&] { return stopping_ || !pending_.empty(); });
+      }
+      if (pending_.empty() && !trims_due_) return;  // stopping, and everything has been written
+      trims_due_ = false;
       size_t take = std::min(pending_.size(), options_.max_group_items);
       for (size_t i = 0; i < take; ++i) {
         group.push_back(std::move(pending_.front()));
@@ -554,6 +603,7 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
   }
 
   context.WriteAppliedPositions();
+  const std::vector<QueueId> trimmed = WriteTrims(context);
   Status written;
   if (batch.Count() > 0) {
     rocksdb::WriteOptions write_options;
@@ -588,6 +638,8 @@ void MessageStoreImpl::RunGroup(std::deque<Item>& group) {
     {
       std::lock_guard lock(mu_);
       ++counters_.failed_writes;
+      // The acknowledgements stay received; their removal joins the next write.
+      to_trim_.insert(trimmed.begin(), trimmed.end());
     }
     if (written.code() == StatusCode::kResourceExhausted) {
       // A full disk leaves RocksDB in an error state; clear it so the next write can succeed

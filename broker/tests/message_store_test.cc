@@ -136,6 +136,42 @@ BOOST_AUTO_TEST_CASE(AcknowledgedMessagesAreRemovedEvenInLargeRanges) {
   BOOST_TEST(stats[0].depth() == 100u);
 }
 
+BOOST_AUTO_TEST_CASE(AcknowledgementIsSeenAtOnceAndItsMessagesGoWithinMilliseconds) {
+  TestDir dir;
+  {
+    OpenStore open(dir.path());
+    for (int i = 0; i < 3; ++i) BOOST_REQUIRE(SendText(*open.store, kRecords, "x").ok());
+    std::vector<std::pair<std::string, uint64_t>> heard;
+    uint64_t listener = open.store->AddAckListener([&](const QueueId& queue, uint64_t through) {
+      heard.emplace_back(queue.ToString(), through);
+    });
+    open.store->Acknowledge(kRecords, 2);
+    open.store->Acknowledge(kRecords, 1);  // stale: neither applied nor heard
+    // The sender learns it at once, before any write.
+    BOOST_TEST(open.store->AckedThrough(kRecords) == 2u);
+    BOOST_TEST(open.store->OutboxStats().at(0).depth() == 1u);
+    BOOST_REQUIRE(heard.size() == 1u);
+    BOOST_TEST(heard[0].first == kRecords.ToString());
+    BOOST_TEST(heard[0].second == 2u);
+    open.store->RemoveAckListener(listener);
+    // With nothing else to write, the acknowledged messages go on their own within moments.
+    bool removed = false;
+    for (int i = 0; i < 200 && !removed; ++i) {
+      auto messages = open.store->Read(kRecords, 1, 100, 1 << 20);
+      BOOST_REQUIRE(messages.ok());
+      removed = messages->size() == 1u && messages->front().sequence == 3u;
+      if (!removed) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    BOOST_TEST(removed);
+    open.store->Acknowledge(kRecords, 3);
+    BOOST_TEST(heard.size() == 1u);  // removed listeners hear nothing
+  }
+  // Closing the store writes what was acknowledged last.
+  OpenStore reopened(dir.path());
+  BOOST_TEST(reopened.store->AckedThrough(kRecords) == 3u);
+  BOOST_TEST(reopened.store->OutboxStats().at(0).depth() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(FailingWorkTakesBackOnlyItsOwnChanges) {
   TestDir dir;
   OpenStore open(dir.path());

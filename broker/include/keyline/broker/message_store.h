@@ -128,9 +128,11 @@ class MessageStore {
   virtual StatusOr<std::vector<StoredMessage>> Read(const QueueId& queue, uint64_t from_sequence,
                                                     size_t max_count, size_t max_bytes) const = 0;
 
-  // The peer has applied everything through `sequence`: forget those messages. Written
-  // relaxed: losing it in a crash only means a resend that the peer recognises and skips.
-  // Sequences at or below the current position, or beyond the last message, are ignored.
+  // The peer has applied everything through `sequence`: forget those messages. AckedThrough
+  // says so at once; the messages are removed with the next write (within a few ms), relaxed:
+  // losing that in a crash only means a resend that the peer recognises and skips. A commit
+  // submitted after this call writes it. Sequences at or below the current position, or
+  // beyond the last message, are ignored.
   virtual void Acknowledge(const QueueId& queue, uint64_t sequence) = 0;
 
   // Called on the commit thread after each durable write that queued new messages, with the
@@ -140,6 +142,13 @@ class MessageStore {
   virtual uint64_t AddCommitListener(CommitListener listener) = 0;
   // After this returns the listener is not running and will not run again.
   virtual void RemoveCommitListener(uint64_t id) = 0;
+
+  // Called when the peer acknowledges `queue` through `through` (on the thread that called
+  // Acknowledge, the link's): a sender waiting for its message to be applied learns it without
+  // polling. Same rules as commit listeners: short, and registered before traffic starts.
+  using AckListener = std::function<void(const QueueId& queue, uint64_t through)>;
+  virtual uint64_t AddAckListener(AckListener listener) = 0;
+  virtual void RemoveAckListener(uint64_t id) = 0;
 
   virtual const std::string& self() const = 0;
 
