@@ -118,6 +118,16 @@ class Injector {
   Status Start(const std::filesystem::path& dir, const std::string& pks_endpoint,
                const broker::CurvePublicKey& pks_key) {
     ASSIGN_OR_RETURN(endpoint_, Endpoint::Open(dir, station_, IsTmpfs(dir)));
+    // Wakes Run once the PKS has acknowledged the result it waits for.
+    ack_listener_ = endpoint_->store->AddAckListener([this](const broker::QueueId& queue, uint64_t through) {
+      if (queue.stream != "requests") return;
+      {
+        std::lock_guard lock(mu_);
+        acked_ = std::max(acked_, through);
+        if (acked_ < awaited_ack_) return;
+      }
+      cv_.notify_all();
+    });
     broker::LinkOptions link;
     ASSIGN_OR_RETURN(client_, broker::LinkClient::Start(
                                   endpoint_->store.get(),
@@ -132,6 +142,7 @@ class Injector {
 
   void Stop() {
     client_.reset();
+    if (endpoint_) endpoint_->store->RemoveAckListener(ack_listener_);
     endpoint_.reset();
   }
 
@@ -213,23 +224,6 @@ class Injector {
   }
 
  public:
-  // Called by the AckWatcher thread: wakes Run once the awaited result is acknowledged.
-  void PollAck() {
-    uint64_t awaited;
-    {
-      std::lock_guard lock(mu_);
-      awaited = awaited_ack_;
-      if (awaited == 0 || acked_ >= awaited) return;
-    }
-    uint64_t acked = endpoint_->store->AckedThrough({kPlant, "requests"});
-    if (acked < awaited) return;
-    {
-      std::lock_guard lock(mu_);
-      acked_ = acked;
-    }
-    cv_.notify_all();
-  }
-
  private:
   // The ECU's side of a certificate slot: a key pair made in its own custody, a CSR over the
   // package's challenge, the PKS's certificate, and the signed confirmation (returned).
@@ -307,7 +301,8 @@ class Injector {
   std::map<std::string, std::vector<uint8_t>> certificates_;  // package id -> CertificateIssued
   std::unique_ptr<hsm::KeyCustody> ecu_custody_;               // the simulated ECUs' key store
   uint64_t awaited_ack_ = 0;  // sequence of the result Run waits for
-  uint64_t acked_ = 0;
+  uint64_t acked_ = 0;        // the PKS has applied the requests stream through here
+  uint64_t ack_listener_ = 0;
 };
 
 // The plant: a PKS, a stand-in KMS that configured it and shipped its stock.
@@ -543,16 +538,6 @@ StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& injec
   std::vector<std::vector<uint32_t>> result_us(injectors.size());
   std::vector<Status> results(injectors.size());
   uint64_t per = ecus / static_cast<uint64_t>(concurrency);
-  // The store has no acknowledgement callback; one thread looks at every injector's
-  // acknowledged position every 200 us, instead of C threads each polling.
-  std::atomic<bool> running{true};
-  std::thread ack_watcher([&] {
-    NameThisThread("ack-watcher");
-    while (running) {
-      for (auto& injector : injectors) injector->PollAck();
-      std::this_thread::sleep_for(200us);
-    }
-  });
   auto start = Clock::now();
   std::vector<std::thread> threads;
   for (size_t i = 0; i < injectors.size(); ++i) {
@@ -564,8 +549,6 @@ StatusOr<RunFigures> RunAt(BenchPlant& plant, const std::filesystem::path& injec
   }
   for (auto& t : threads) t.join();
   figures.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  running = false;
-  ack_watcher.join();
   next_ecu += per * injectors.size();
   for (auto& injector : injectors) injector->Stop();
   for (const Status& s : results) RETURN_IF_ERROR(s);

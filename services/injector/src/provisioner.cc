@@ -143,7 +143,15 @@ std::string SessionTag() {
 
 Provisioner::Provisioner(broker::MessageStore* store, const Journal* journal, EcuLink* ecu,
                          ProvisionerOptions options)
-    : store_(store), journal_(journal), ecu_(ecu), options_(std::move(options)) {}
+    : store_(store), journal_(journal), ecu_(ecu), options_(std::move(options)) {
+  ack_listener_ = store_->AddAckListener([this](const broker::QueueId& queue, uint64_t) {
+    if (queue.peer != options_.plant || queue.stream != kRequestsStream) return;
+    std::lock_guard lock(mu_);
+    arrived_cv_.notify_all();
+  });
+}
+
+Provisioner::~Provisioner() { store_->RemoveAckListener(ack_listener_); }
 
 Status Provisioner::OnDelivery(const broker::Delivery& delivery, broker::WriteContext& write) {
   if (delivery.peer != options_.plant) {
@@ -366,9 +374,11 @@ ProvisionOutcome Provisioner::LoadAndReport(const EcuUid& uid, const std::string
   }
   spdlog::info("ECU {} as {}: {} ({})", ToHex(uid), product, out.outcome, out.message);
 
-  Clock::time_point until = Clock::now() + options_.ack_wait;
-  while (ReportState(entry.result_sequence) != kReportAcknowledged && Clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  {
+    std::unique_lock lock(mu_);
+    arrived_cv_.wait_for(lock, options_.ack_wait, [&] {
+      return ReportState(entry.result_sequence) == kReportAcknowledged;
+    });
   }
   out.report = ReportState(entry.result_sequence);
   return out;

@@ -49,6 +49,9 @@ class Provisioner {
   // `store`, `journal` and `ecu` must outlive the provisioner.
   Provisioner(broker::MessageStore* store, const Journal* journal, EcuLink* ecu,
               ProvisionerOptions options);
+  ~Provisioner();
+  Provisioner(const Provisioner&) = delete;
+  Provisioner& operator=(const Provisioner&) = delete;
 
   // The PKS link's DeliveryHandler: KeyPackages go to the journal (in the delivery's write)
   // and to the call waiting for them; CertificateIssued to the call waiting for it.
@@ -80,7 +83,9 @@ class Provisioner {
   std::mutex call_mu_;  // one provisioning at a time
 
   std::mutex mu_;  // guards the two below; the link's thread fills them
+  // Also woken when the PKS acknowledges the requests stream (a result applied).
   std::condition_variable arrived_cv_;
+  uint64_t ack_listener_ = 0;
   // Answers a call waits for: a KeyPackage by request id, a CertificateIssued by
   // CertificateKey(package id).
   std::set<std::string> awaited_;
