@@ -6,6 +6,7 @@
 // outbox messages to each peer within the window.
 #include "keyline/broker/link.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -258,22 +259,33 @@ class LinkEngine {
 
   void Run() {
     while (!stopping_) {
-      // Between scheduled contacts there is no socket: only the wake-up is watched.
-      zmq::pollitem_t items[] = {{nullptr, wakeup_.fd(), ZMQ_POLLIN, 0},
-                                 {socket_.handle(), 0, ZMQ_POLLIN, 0}};
-      int count = socket_.handle() != nullptr ? 2 : 1;
-      try {
-        zmq::poll(items, count, std::chrono::milliseconds(50));
-      } catch (const zmq::error_t& e) {
-        if (e.num() == ETERM) return;
-        if (e.num() != EINTR) spdlog::error("link poll: {}", e.what());
-      }
-      if (items[0].revents & ZMQ_POLLIN) wakeup_.Drain();
+      WaitForWork(std::chrono::milliseconds(50));
       if (socket_.handle() != nullptr) ReceiveFrames();
       SubmitDeliveries();
       HandleCompletions();
       Pump();
       Timers();
+    }
+  }
+
+  // Sleeps until the wake-up fd or the socket has something, or `timeout` passes. One poll()
+  // on the socket's ZMQ_FD, where zmq_poll makes two and asks the socket's state twice: this
+  // loop turns for every message, and each system call is dear on a virtual machine. ZMQ_FD
+  // only signals changes, so the socket is asked first whether a message already waits.
+  void WaitForWork(std::chrono::milliseconds timeout) {
+    pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
+    nfds_t count = 1;
+    try {
+      if (socket_.handle() != nullptr) {
+        if (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) return;
+        fds[1].fd = socket_.get(zmq::sockopt::fd);
+        count = 2;
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR && e.num() != ETERM) spdlog::error("link poll: {}", e.what());
+    }
+    if (::poll(fds, count, static_cast<int>(timeout.count())) > 0 && (fds[0].revents & POLLIN)) {
+      wakeup_.Drain();
     }
   }
 
