@@ -259,8 +259,7 @@ class LinkEngine {
 
   void Run() {
     while (!stopping_) {
-      WaitForWork(std::chrono::milliseconds(50));
-      if (socket_.handle() != nullptr) ReceiveFrames();
+      if (WaitForWork(std::chrono::milliseconds(50)) && socket_.handle() != nullptr) ReceiveFrames();
       SubmitDeliveries();
       HandleCompletions();
       Pump();
@@ -272,21 +271,24 @@ class LinkEngine {
   // on the socket's ZMQ_FD, where zmq_poll makes two and asks the socket's state twice: this
   // loop turns for every message, and each system call is dear on a virtual machine. ZMQ_FD
   // only signals changes, so the socket is asked first whether a message already waits.
-  void WaitForWork(std::chrono::milliseconds timeout) {
+  // Returns whether the socket may have a message (a turn woken only by the wake-up fd, or by
+  // the time-out, need not try to receive).
+  bool WaitForWork(std::chrono::milliseconds timeout) {
     pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
     nfds_t count = 1;
     try {
       if (socket_.handle() != nullptr) {
-        if (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) return;
+        if (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) return true;
         fds[1].fd = socket_.get(zmq::sockopt::fd);
         count = 2;
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR && e.num() != ETERM) spdlog::error("link poll: {}", e.what());
+      return true;
     }
-    if (::poll(fds, count, static_cast<int>(timeout.count())) > 0 && (fds[0].revents & POLLIN)) {
-      wakeup_.Drain();
-    }
+    if (::poll(fds, count, static_cast<int>(timeout.count())) <= 0) return false;
+    if (fds[0].revents & POLLIN) wakeup_.Drain();
+    return count == 2 && (fds[1].revents & (POLLIN | POLLERR)) != 0;
   }
 
   // ---- receiving ----------------------------------------------------------------------------
