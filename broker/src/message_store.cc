@@ -214,16 +214,18 @@ class MessageStoreImpl final : public MessageStore {
   std::vector<std::pair<std::string, uint64_t>> InboundFrom(const std::string& peer) const override {
     std::lock_guard lock(mu_);
     std::vector<std::pair<std::string, uint64_t>> out;
-    for (const auto& [queue, applied] : inbox_) {
-      if (queue.peer == peer) out.emplace_back(queue.stream, applied);
+    // Queues sort by peer first: the peer's are one run, starting at (peer, "").
+    for (auto it = inbox_.lower_bound({peer, ""}); it != inbox_.end() && it->first.peer == peer; ++it) {
+      out.emplace_back(it->first.stream, it->second);
     }
     return out;
   }
   std::vector<QueueId> QueuesTo(const std::string& peer) const override {
     std::lock_guard lock(mu_);
     std::vector<QueueId> out;
-    for (const auto& [queue, state] : outbox_) {
-      if (queue.peer == peer) out.push_back(queue);
+    // Links ask on every turn for every peer: read only this peer's run of queues.
+    for (auto it = outbox_.lower_bound({peer, ""}); it != outbox_.end() && it->first.peer == peer; ++it) {
+      out.push_back(it->first);
     }
     return out;
   }
