@@ -368,7 +368,7 @@ class MessageStoreImpl final : public MessageStore {
   std::map<uint64_t, AckListener> ack_listeners_;
   uint64_t last_listener_id_ = 0;
 
-  std::mutex queue_mu_;  // guards pending_ and stopping_
+  std::mutex queue_mu_;  // guards pending_, trims_due_ and stopping_
   std::condition_variable queue_cv_;
   std::deque<Item> pending_;
   bool trims_due_ = false;  // an acknowledgement arrived since the last group was taken

@@ -223,7 +223,6 @@ class Injector {
     return Status::Ok();
   }
 
- public:
  private:
   // The ECU's side of a certificate slot: a key pair made in its own custody, a CSR over the
   // package's challenge, the PKS's certificate, and the signed confirmation (returned).

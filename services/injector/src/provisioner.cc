@@ -19,8 +19,6 @@
 namespace keyline::injector {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
