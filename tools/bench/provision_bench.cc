@@ -69,6 +69,7 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr char kPlant[] = "bench-plant";
+constexpr char kRequests[] = "requests";  // the stream of requests and results to the PKS
 constexpr char kProduct[] = "bench-ecu";
 constexpr char kTransportHex[] = "000102030405060708090a0b0c0d0e0f";
 constexpr uint8_t kSlots[3] = {1, 4, 5};  // MASTER_ECU_KEY, KEY_1, KEY_2
@@ -118,15 +119,12 @@ class Injector {
   Status Start(const std::filesystem::path& dir, const std::string& pks_endpoint,
                const broker::CurvePublicKey& pks_key) {
     ASSIGN_OR_RETURN(endpoint_, Endpoint::Open(dir, station_, IsTmpfs(dir)));
-    // Wakes Run once the PKS has acknowledged the result it waits for.
+    // Wakes Run once the PKS has acknowledged the result it waits for (not earlier: the
+    // acknowledgement of a request arrives while Run waits for its package).
     ack_listener_ = endpoint_->store->AddAckListener([this](const broker::QueueId& queue, uint64_t through) {
-      if (queue.stream != "requests") return;
-      {
-        std::lock_guard lock(mu_);
-        acked_ = std::max(acked_, through);
-        if (acked_ < awaited_ack_) return;
-      }
-      cv_.notify_all();
+      if (queue.peer != kPlant || queue.stream != kRequests) return;
+      std::lock_guard lock(mu_);
+      if (awaited_ack_ != 0 && through >= awaited_ack_) cv_.notify_all();
     });
     broker::LinkOptions link;
     ASSIGN_OR_RETURN(client_, broker::LinkClient::Start(
@@ -213,7 +211,9 @@ class Injector {
       {
         std::unique_lock lock(mu_);
         awaited_ack_ = sequence;
-        if (!cv_.wait_for(lock, 30s, [&] { return acked_ >= sequence; })) {
+        const bool acked = cv_.wait_for(lock, 30s, [&] { return endpoint_->store->AckedThrough({kPlant, kRequests}) >= sequence; });
+        awaited_ack_ = 0;
+        if (!acked) {
           return DeadlineExceededError("result not acknowledged within 30 s");
         }
       }
@@ -262,7 +262,7 @@ class Injector {
   StatusOr<uint64_t> Send(wire::MessageType type, std::span<const uint8_t> payload) {
     uint64_t sequence = 0;
     RETURN_IF_ERROR(endpoint_->store->Commit([&](broker::WriteContext& write) -> Status {
-      ASSIGN_OR_RETURN(sequence, write.Send({kPlant, "requests"}, type, payload));
+      ASSIGN_OR_RETURN(sequence, write.Send({kPlant, kRequests}, type, payload));
       return Status::Ok();
     }));
     return sequence;
@@ -299,8 +299,7 @@ class Injector {
   std::map<std::string, std::vector<uint8_t>> packages_;
   std::map<std::string, std::vector<uint8_t>> certificates_;  // package id -> CertificateIssued
   std::unique_ptr<hsm::KeyCustody> ecu_custody_;               // the simulated ECUs' key store
-  uint64_t awaited_ack_ = 0;  // sequence of the result Run waits for
-  uint64_t acked_ = 0;        // the PKS has applied the requests stream through here
+  uint64_t awaited_ack_ = 0;  // the result sequence Run waits to see acknowledged (0: none)
   uint64_t ack_listener_ = 0;
 };
 
