@@ -4,13 +4,16 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <spdlog/spdlog.h>
 
+#include "keys.h"
 #include "rocksdb_status.h"
 
 namespace keyline::broker {
@@ -42,8 +45,44 @@ class RocksToSpdlog final : public rocksdb::Logger {
   }
 };
 
+// Where a write to the broker family lands next to the previous one of its kind: a queue's
+// messages arrive in sequence order (prefix: the queue), and a position key is overwritten
+// again and again (prefix: the key itself). The memtable keeps an insert hint per prefix and
+// skips the search from the top of its skip list, which was the largest cost of a busy
+// store's commit thread.
+//
+// RocksDB 7.8 shares these hints between point keys and range deletions (fixed upstream in
+// facebook/rocksdb#12558), and a range deletion handed another table's hint corrupts the
+// memtable. So a key that begins a range deletion must stay out of the domain: the broker's
+// range deletions begin at a queue's bare prefix (keys.h), never at a message key.
+class QueueInsertHint final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "keyline.QueueInsertHint"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    if (IsSequenced(key)) return rocksdb::Slice(key.data(), key.size() - 8);
+    return key;
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    if (key.empty()) return false;
+    if (key[0] == keys::kMessage || key[0] == keys::kDeadLetter) return IsSequenced(key);
+    return true;
+  }
+
+ private:
+  // A whole message or dead-letter key: kind, peer, 0x00, stream, 0x00, 8-byte sequence. A
+  // queue's bare prefix (kind, peer, 0x00, stream, 0x00) is not one.
+  static bool IsSequenced(const rocksdb::Slice& key) {
+    if (key.size() < 12 || (key[0] != keys::kMessage && key[0] != keys::kDeadLetter)) return false;
+    std::string_view names(key.data() + 1, key.size() - 9);  // peer 0x00 stream 0x00
+    size_t peer_end = names.find('\0');
+    return peer_end != std::string_view::npos && peer_end + 1 < names.size() - 1 &&
+           names.find('\0', peer_end + 1) == names.size() - 1;
+  }
+};
+
 rocksdb::ColumnFamilyOptions BrokerFamilyOptions() {
   rocksdb::ColumnFamilyOptions options;
+  options.memtable_insert_with_hint_prefix_extractor = std::make_shared<QueueInsertHint>();
   // Queues delete their head as acknowledgements arrive: compact files dense with tombstones
   // so that reading the head of a queue does not step over thousands of deleted keys.
   options.table_properties_collector_factories.push_back(

@@ -435,7 +435,10 @@ void GroupWriteContext::WriteTrim(const QueueId& queue, uint64_t acked, uint64_t
       batch_.Delete(store_.family(), keys::MessageKey(queue, s));
     }
   } else {
-    batch_.DeleteRange(store_.family(), keys::MessageKey(queue, acked + 1),
+    // It begins at the queue's bare prefix rather than at message acked + 1 (nothing before
+    // that is left, so the same messages go): a range deletion must not begin at a key the
+    // memtable keeps insert hints for (database.cc, QueueInsertHint).
+    batch_.DeleteRange(store_.family(), keys::QueuePrefix(keys::kMessage, queue),
                        keys::MessageKey(queue, through + 1));
   }
   batch_.Put(store_.family(), keys::QueuePrefix(keys::kAcked, queue),

@@ -134,6 +134,25 @@ BOOST_AUTO_TEST_CASE(AcknowledgedMessagesAreRemovedEvenInLargeRanges) {
   auto stats = open.store->OutboxStats();
   BOOST_REQUIRE(stats.size() == 1u);
   BOOST_TEST(stats[0].depth() == 100u);
+
+  // Messages written after a range deletion, into the same memtable (with its insert hints),
+  // are all there, and a second range deletion removes exactly its own.
+  BOOST_REQUIRE(open.store->Commit([](WriteContext& write) -> Status {
+    for (int i = 0; i < 1000; ++i) {
+      RETURN_IF_ERROR(write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("n")));
+    }
+    return Status::Ok();
+  }).ok());
+  messages = open.store->Read(kRecords, 1, 10000, 1 << 30);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_TEST(messages->size() == 1100u);
+  open.store->Acknowledge(kRecords, 1500);
+  BOOST_REQUIRE(open.store->Commit([](WriteContext&) { return Status::Ok(); }).ok());
+  messages = open.store->Read(kRecords, 1, 10000, 1 << 30);
+  BOOST_REQUIRE(messages.ok());
+  BOOST_REQUIRE(messages->size() == 500u);
+  BOOST_TEST(messages->front().sequence == 1501u);
+  BOOST_TEST(messages->back().sequence == 2000u);
 }
 
 BOOST_AUTO_TEST_CASE(AcknowledgementIsSeenAtOnceAndItsMessagesGoWithinMilliseconds) {
