@@ -40,7 +40,7 @@ namespace keyline::broker {
 
 class Database;
 
-// Handed to a Work function; valid only during that call, on the commit thread.
+// Handed to a Work function; valid only during that call, on the thread writing the group.
 class WriteContext {
  public:
   virtual ~WriteContext() = default;
@@ -108,10 +108,12 @@ class MessageStore {
                                                       MessageStoreOptions options);
   virtual ~MessageStore() = default;
 
-  // Runs `work` on the commit thread in the next group write, then calls `done`
-  // (on the commit thread; keep it short).
+  // Runs `work` in the next group write, then calls `done` on the thread that wrote the group
+  // (keep it short). Groups are written one at a time, so Work functions never run at once.
   virtual void Submit(Work work, Done done, Durability durability = Durability::kSync) = 0;
-  // Submit and wait for the outcome.
+  // Submit and wait for the outcome. When no group is being written the caller's thread
+  // writes it (with any work queued before), else the commit thread does. Never call it from
+  // inside a Work or Done function.
   [[nodiscard]] virtual Status Commit(Work work, Durability durability = Durability::kSync) = 0;
 
   // Committed state, readable from any thread.
@@ -135,7 +137,7 @@ class MessageStore {
   // beyond the last message, are ignored.
   virtual void Acknowledge(const QueueId& queue, uint64_t sequence) = 0;
 
-  // Called on the commit thread after each durable write that queued new messages, with the
+  // Called by the group's writer after each durable write that queued new messages, with the
   // queues that grew. Links use it to wake up. Register before traffic starts.
   // Listeners run with a lock held: keep them short (wake a thread, set a flag).
   using CommitListener = std::function<void(const std::vector<QueueId>& grown)>;
