@@ -258,6 +258,7 @@ class LinkEngine {
   }
 
   void Run() {
+    link_thread_ = std::this_thread::get_id();
     while (!stopping_) {
       if (WaitForWork(std::chrono::milliseconds(50)) && socket_.handle() != nullptr) ReceiveFrames();
       SubmitDeliveries();
@@ -505,7 +506,10 @@ class LinkEngine {
   }
 
   // Hands the deliveries received so far to the store as ONE work item: one function call,
-  // one completion and one wake-up per burst instead of per message.
+  // one completion and one wake-up per burst instead of per message. A client writes them on
+  // its own thread when the store is idle (its one server waits for the acknowledgement
+  // anyway); a server leaves the write to the commit thread and goes on receiving from its
+  // other peers, whose deliveries join the next group.
   void SubmitDeliveries() {
     if (pending_.empty()) return;
     auto batch = std::make_shared<std::vector<PendingDelivery>>(std::move(pending_));
@@ -515,7 +519,8 @@ class LinkEngine {
       std::lock_guard lock(completions_mu_);
       ++in_flight_;
     }
-    store_->Submit(
+    auto submit = server_ ? &MessageStore::Submit : &MessageStore::SubmitOrWriteNow;
+    (store_->*submit)(
         [this, batch, outcomes](WriteContext& write) -> Status {
           for (size_t i = 0; i < batch->size(); ++i) {
             const PendingDelivery& pending = (*batch)[i];
@@ -541,9 +546,11 @@ class LinkEngine {
             }
             current->Add(status.ok() ? (*outcomes)[i] : Outcome::kRetryLater);
           }
-          if (was_empty) wakeup_.Signal();
+          // Written on the link thread itself: this turn handles the completions next.
+          if (was_empty && std::this_thread::get_id() != link_thread_) wakeup_.Signal();
           if (--in_flight_ == 0) in_flight_cv_.notify_all();
-        });
+        },
+        Durability::kSync);
   }
 
   // Runs on the commit thread, inside the group write.
@@ -985,6 +992,7 @@ class LinkEngine {
   int64_t last_hello_reply_ms_ = 0;
   int64_t last_data_received_ms_ = 0;
   std::thread thread_;
+  std::thread::id link_thread_;  // set by the thread itself before it touches anything else
 
   std::map<std::string, Session> sessions_;  // server: by peer identity (link thread only)
   Session client_session_;                   // client (link thread only)

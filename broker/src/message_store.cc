@@ -180,39 +180,43 @@ class MessageStoreImpl final : public MessageStore {
 
   // When no group is being written, the caller writes the queue itself (its own item and any
   // waiting before it) instead of waking the commit thread and sleeping until it is done: two
-  // thread switches fewer per commit, which is most of a lone writer's cost. Groups still never
+  // thread switches fewer per write, which is most of a lone writer's cost. Groups still never
   // overlap, so Work functions run one at a time as before, only not always on one thread.
+  void SubmitOrWriteNow(Work work, Done done, Durability durability) override {
+    std::deque<Item> group;
+    {
+      std::lock_guard lock(queue_mu_);
+      if (stopping_) {
+        if (done) done(UnavailableError("message store of " + options_.self + " is shutting down"));
+        return;
+      }
+      pending_.push_back({std::move(work), std::move(done), durability});
+      if (writing_) {
+        queue_cv_.notify_one();
+        return;
+      }
+      TakeGroup(group);
+    }
+    RunGroup(group);
+    std::lock_guard lock(queue_mu_);
+    writing_ = false;
+    // Whatever arrived meanwhile is the commit thread's.
+    if (!pending_.empty() || trims_due_ || stopping_) queue_cv_.notify_one();
+  }
+
   Status Commit(Work work, Durability durability) override {
     std::mutex mu;
     std::condition_variable cv;
     bool finished = false;
     Status result;
-    Item item{std::move(work),
-              [&](const Status& status) {
-                std::lock_guard lock(mu);
-                result = status;
-                finished = true;
-                cv.notify_one();
-              },
-              durability};
-    std::deque<Item> group;
-    {
-      std::lock_guard lock(queue_mu_);
-      if (stopping_) return UnavailableError("message store of " + options_.self + " is shutting down");
-      pending_.push_back(std::move(item));
-      if (writing_) {
-        queue_cv_.notify_one();
-      } else {
-        TakeGroup(group);
-      }
-    }
-    if (!group.empty()) {
-      RunGroup(group);
-      std::lock_guard lock(queue_mu_);
-      writing_ = false;
-      // Whatever arrived meanwhile is the commit thread's.
-      if (!pending_.empty() || trims_due_ || stopping_) queue_cv_.notify_one();
-    }
+    SubmitOrWriteNow(std::move(work),
+                     [&](const Status& status) {
+                       std::lock_guard lock(mu);
+                       result = status;
+                       finished = true;
+                       cv.notify_one();
+                     },
+                     durability);
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return finished; });
     return result;

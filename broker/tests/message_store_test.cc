@@ -1,5 +1,6 @@
 #include <atomic>
 #include <future>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -212,6 +213,25 @@ BOOST_AUTO_TEST_CASE(CommitThreadKeepsServingAfterACallerWroteTheAcknowledgement
   auto outcome = done.get_future();
   BOOST_REQUIRE(outcome.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   BOOST_TEST(outcome.get().ok());
+}
+
+BOOST_AUTO_TEST_CASE(AnIdleStoreIsWrittenOnTheCallersThread) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  std::thread::id worked_on;
+  std::optional<Status> outcome;
+  open.store->SubmitOrWriteNow(
+      [&](WriteContext& write) -> Status {
+        worked_on = std::this_thread::get_id();
+        return write.Send(kRecords, wire::MessageType::InjectionRecord, Bytes("now")).status();
+      },
+      [&](const Status& status) { outcome = status; });
+  // Written, durable and reported before the call returned.
+  BOOST_REQUIRE(outcome.has_value());
+  BOOST_TEST(outcome->ok());
+  BOOST_TEST((worked_on == std::this_thread::get_id()));
+  BOOST_TEST(open.store->LastSequence(kRecords) == 1u);
+  BOOST_TEST(open.store->counters().synced_writes == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(FailingWorkTakesBackOnlyItsOwnChanges) {

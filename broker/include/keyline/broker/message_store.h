@@ -111,9 +111,12 @@ class MessageStore {
   // Runs `work` in the next group write, then calls `done` on the thread that wrote the group
   // (keep it short). Groups are written one at a time, so Work functions never run at once.
   virtual void Submit(Work work, Done done, Durability durability = Durability::kSync) = 0;
-  // Submit and wait for the outcome. When no group is being written the caller's thread
-  // writes it (with any work queued before), else the commit thread does. Never call it from
-  // inside a Work or Done function.
+  // Like Submit, but when no group is being written the caller's thread writes one at once
+  // (with any work queued before), `done` included, before returning; else the commit thread
+  // does. Saves two thread switches for a thread that has nothing better to do meanwhile.
+  // Never call it, nor Commit, from inside a Work or Done function.
+  virtual void SubmitOrWriteNow(Work work, Done done, Durability durability = Durability::kSync) = 0;
+  // SubmitOrWriteNow and wait for the outcome.
   [[nodiscard]] virtual Status Commit(Work work, Durability durability = Durability::kSync) = 0;
 
   // Committed state, readable from any thread.
