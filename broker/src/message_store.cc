@@ -38,7 +38,11 @@ constexpr uint64_t kPointDeleteLimit = 256;
 // How long acknowledged messages may wait for a write they can join before they get one of
 // their own. Removing them is relaxed (a crash before it only means a resend the peer skips),
 // so an acknowledgement need not cost a write of its own.
-constexpr auto kTrimDelay = std::chrono::milliseconds(5);
+constexpr auto kTrimDelay = std::chrono::milliseconds(50);
+// A commit thread busy this recently looks for acknowledgements by itself every kTrimDelay
+// rather than being woken for each: on a busy link nearly every acknowledgement would wake
+// it, only to find that a caller's commit had taken it along. An idle one sleeps until woken.
+constexpr auto kStayAwake = std::chrono::seconds(1);
 
 // A group write's buffer is reused if the group was at most this big. 8 MiB.
 constexpr size_t kKeptBatchBytes = 8u << 20;
@@ -401,6 +405,8 @@ class MessageStoreImpl final : public MessageStore {
   std::condition_variable queue_cv_;  // the commit thread waits on it
   std::deque<Item> pending_;
   bool trims_due_ = false;  // an acknowledgement arrived since the last group was taken
+  std::chrono::steady_clock::time_point trims_due_at_;  // when they get a write of their own
+  bool sleeping_ = false;   // the commit thread waits until woken (it was idle for kStayAwake)
   bool writing_ = false;    // a group is being written (by the commit thread or a caller)
   bool stopping_ = false;
   std::thread thread_;
@@ -560,7 +566,8 @@ void MessageStoreImpl::Acknowledge(const QueueId& queue, uint64_t sequence) {
     std::lock_guard lock(queue_mu_);
     if (!trims_due_) {
       trims_due_ = true;
-      queue_cv_.notify_one();
+      trims_due_at_ = std::chrono::steady_clock::now() + kTrimDelay;
+      if (sleeping_) queue_cv_.notify_one();
     }
   }
   std::lock_guard lock(listeners_mu_);
@@ -594,25 +601,37 @@ void MessageStoreImpl::TakeGroup(std::deque<Item>& group) {
 }
 
 void MessageStoreImpl::CommitLoop() {
+  using Clock = std::chrono::steady_clock;
   std::deque<Item> group;
   std::unique_lock lock(queue_mu_);
+  Clock::time_point busy_at = Clock::now();
   for (;;) {
-    queue_cv_.wait(lock, [&] { return !writing_ && (stopping_ || !pending_.empty() || trims_due_); });
-    if (pending_.empty() && !stopping_) {
+    const Clock::time_point now = Clock::now();
+    if (!pending_.empty() || trims_due_) busy_at = now;
+    const bool due = !pending_.empty() || stopping_ || (trims_due_ && now >= trims_due_at_);
+    if (due && !writing_) {
+      if (pending_.empty() && !trims_due_) return;  // stopping, and everything has been written
+      TakeGroup(group);
+      lock.unlock();
+      RunGroup(group);
+      group.clear();
+      lock.lock();
+      writing_ = false;
+      continue;
+    }
+    if (writing_) {
+      // A caller writes a group; it wakes us if it leaves work behind.
+      queue_cv_.wait_for(lock, kTrimDelay);
+    } else if (trims_due_) {
       // Only acknowledgements to write: they wait a moment for company.
-      queue_cv_.wait_for(lock, kTrimDelay, [&] { return stopping_ || !pending_.empty(); });
+      queue_cv_.wait_until(lock, trims_due_at_);
+    } else if (now - busy_at < kStayAwake) {
+      queue_cv_.wait_for(lock, kTrimDelay);
+    } else {
+      sleeping_ = true;
+      queue_cv_.wait(lock);
+      sleeping_ = false;
     }
-    if (pending_.empty() && !trims_due_) {
-      if (stopping_) return;  // everything has been written
-      continue;               // a committing caller took the acknowledgements along
-    }
-    if (writing_) continue;  // a committing caller is writing: wait for it
-    TakeGroup(group);
-    lock.unlock();
-    RunGroup(group);
-    group.clear();
-    lock.lock();
-    writing_ = false;
   }
 }
 

@@ -193,6 +193,23 @@ BOOST_AUTO_TEST_CASE(AcknowledgementIsSeenAtOnceAndItsMessagesGoWithinMillisecon
   BOOST_TEST(reopened.store->OutboxStats().at(0).depth() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(AnAcknowledgementReachesTheDiskAfterALongQuiet) {
+  TestDir dir;
+  OpenStore open(dir.path());
+  for (int i = 0; i < 2; ++i) BOOST_REQUIRE(SendText(*open.store, kRecords, "x").ok());
+  // Quiet for longer than a busy store stays awake: the acknowledgement must wake it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  open.store->Acknowledge(kRecords, 1);
+  bool removed = false;
+  for (int i = 0; i < 100 && !removed; ++i) {
+    auto messages = open.store->Read(kRecords, 1, 100, 1 << 20);
+    BOOST_REQUIRE(messages.ok());
+    removed = messages->size() == 1u && messages->front().sequence == 2u;
+    if (!removed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  BOOST_TEST(removed);
+}
+
 BOOST_AUTO_TEST_CASE(CommitThreadKeepsServingAfterACallerWroteTheAcknowledgements) {
   TestDir dir;
   OpenStore open(dir.path());

@@ -134,7 +134,7 @@ class MessageStore {
                                                     size_t max_count, size_t max_bytes) const = 0;
 
   // The peer has applied everything through `sequence`: forget those messages. AckedThrough
-  // says so at once; the messages are removed with the next write (within a few ms), relaxed:
+  // says so at once; the messages are removed with the next write (within about 50 ms), relaxed:
   // losing that in a crash only means a resend that the peer recognises and skips. A commit
   // submitted after this call writes it. Sequences at or below the current position, or
   // beyond the last message, are ignored.
