@@ -1,9 +1,10 @@
 // The link engine behind LinkServer and LinkClient (docs/link-protocol.md).
 //
-// One thread per link owns the ZeroMQ socket. It receives frames, verifies them, submits
-// deliveries to the MessageStore's commit thread, sends acknowledgements once those writes are
-// durable (the store tells it through a completion queue and an eventfd), and pumps committed
-// outbox messages to each peer within the window.
+// One thread per link owns the ZeroMQ socket. It receives frames, verifies them, hands
+// deliveries to the MessageStore (a server to its commit thread; a client writes them itself
+// when the store is idle), sends acknowledgements once those writes are durable (the store
+// tells it through a completion queue, and an eventfd if another thread wrote them), and pumps
+// committed outbox messages to each peer within the window.
 #include "keyline/broker/link.h"
 
 #include <poll.h>
@@ -553,7 +554,7 @@ class LinkEngine {
         Durability::kSync);
   }
 
-  // Runs on the commit thread, inside the group write.
+  // Runs inside the group write, on the thread writing it.
   Outcome Apply(const Delivery& delivery, std::span<const uint8_t> envelope, WriteContext& write) {
     QueueId from{delivery.peer, delivery.stream};
     uint64_t applied = write.AppliedThrough(from);

@@ -190,16 +190,18 @@ class MessageStoreImpl final : public MessageStore {
     std::deque<Item> group;
     {
       std::lock_guard lock(queue_mu_);
-      if (stopping_) {
-        if (done) done(UnavailableError("message store of " + options_.self + " is shutting down"));
-        return;
+      if (!stopping_) {
+        pending_.push_back({std::move(work), std::move(done), durability});
+        if (writing_) {
+          queue_cv_.notify_one();
+          return;
+        }
+        TakeGroup(group);
       }
-      pending_.push_back({std::move(work), std::move(done), durability});
-      if (writing_) {
-        queue_cv_.notify_one();
-        return;
-      }
-      TakeGroup(group);
+    }
+    if (group.empty()) {
+      if (done) done(UnavailableError("message store of " + options_.self + " is shutting down"));
+      return;
     }
     RunGroup(group);
     std::lock_guard lock(queue_mu_);
@@ -377,7 +379,8 @@ class MessageStoreImpl final : public MessageStore {
   void CommitLoop();
   // Moves the next group out of pending_ and marks a group as being written (queue_mu_ held).
   void TakeGroup(std::deque<Item>& group);
-  // Writes `group`; only one runs at a time (writing_), on the commit thread or a Commit caller.
+  // Writes `group`; only one runs at a time (writing_), on the commit thread or on a caller of
+  // SubmitOrWriteNow.
   void RunGroup(std::deque<Item>& group);
   // Puts the removal of every acknowledged message not yet removed into `context`'s write;
   // returns the queues it covers.
