@@ -187,27 +187,18 @@ class MessageStoreImpl final : public MessageStore {
   // thread switches fewer per write, which is most of a lone writer's cost. Groups still never
   // overlap, so Work functions run one at a time as before, only not always on one thread.
   void SubmitOrWriteNow(Work work, Done done, Durability durability) override {
-    std::deque<Item> group;
-    {
-      std::lock_guard lock(queue_mu_);
-      if (!stopping_) {
-        pending_.push_back({std::move(work), std::move(done), durability});
-        if (writing_) {
-          queue_cv_.notify_one();
-          return;
-        }
-        TakeGroup(group);
-      }
-    }
-    if (group.empty()) {
+    std::unique_lock lock(queue_mu_);
+    if (stopping_) {
+      lock.unlock();
       if (done) done(UnavailableError("message store of " + options_.self + " is shutting down"));
       return;
     }
-    RunGroup(group);
-    std::lock_guard lock(queue_mu_);
-    writing_ = false;
-    // Whatever arrived meanwhile is the commit thread's.
-    if (!pending_.empty() || trims_due_ || stopping_) queue_cv_.notify_one();
+    pending_.push_back({std::move(work), std::move(done), durability});
+    if (writing_) {
+      queue_cv_.notify_one();
+      return;
+    }
+    WriteGroup(lock);
   }
 
   Status Commit(Work work, Durability durability) override {
@@ -377,10 +368,12 @@ class MessageStoreImpl final : public MessageStore {
   }
 
   void CommitLoop();
-  // Moves the next group out of pending_ and marks a group as being written (queue_mu_ held).
-  void TakeGroup(std::deque<Item>& group);
-  // Writes `group`; only one runs at a time (writing_), on the commit thread or on a caller of
-  // SubmitOrWriteNow.
+  // Takes the next group out of pending_ and writes it on this thread: the commit thread, or a
+  // caller of SubmitOrWriteNow. `lock` holds queue_mu_, no group is being written; the lock is
+  // released while writing and held again on return. Work left for later wakes the commit
+  // thread.
+  void WriteGroup(std::unique_lock<std::mutex>& lock);
+  // Writes `group`; only one runs at a time (writing_).
   void RunGroup(std::deque<Item>& group);
   // Puts the removal of every acknowledged message not yet removed into `context`'s write;
   // returns the queues it covers.
@@ -593,19 +586,24 @@ std::vector<QueueId> MessageStoreImpl::WriteTrims(GroupWriteContext& context) {
   return queues;
 }
 
-void MessageStoreImpl::TakeGroup(std::deque<Item>& group) {
+void MessageStoreImpl::WriteGroup(std::unique_lock<std::mutex>& lock) {
   writing_ = true;
   trims_due_ = false;  // the group writes every acknowledgement received so far
+  std::deque<Item> group;
   size_t take = std::min(pending_.size(), options_.max_group_items);
   for (size_t i = 0; i < take; ++i) {
     group.push_back(std::move(pending_.front()));
     pending_.pop_front();
   }
+  lock.unlock();
+  RunGroup(group);
+  lock.lock();
+  writing_ = false;
+  if (!pending_.empty() || trims_due_ || stopping_) queue_cv_.notify_one();
 }
 
 void MessageStoreImpl::CommitLoop() {
   using Clock = std::chrono::steady_clock;
-  std::deque<Item> group;
   std::unique_lock lock(queue_mu_);
   Clock::time_point busy_at = Clock::now();
   for (;;) {
@@ -614,12 +612,7 @@ void MessageStoreImpl::CommitLoop() {
     const bool due = !pending_.empty() || stopping_ || (trims_due_ && now >= trims_due_at_);
     if (due && !writing_) {
       if (pending_.empty() && !trims_due_) return;  // stopping, and everything has been written
-      TakeGroup(group);
-      lock.unlock();
-      RunGroup(group);
-      group.clear();
-      lock.lock();
-      writing_ = false;
+      WriteGroup(lock);
       continue;
     }
     if (writing_) {

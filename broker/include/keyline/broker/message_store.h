@@ -111,9 +111,10 @@ class MessageStore {
   // Runs `work` in the next group write, then calls `done` on the thread that wrote the group
   // (keep it short). Groups are written one at a time, so Work functions never run at once.
   virtual void Submit(Work work, Done done, Durability durability = Durability::kSync) = 0;
-  // Like Submit, but when no group is being written the caller's thread writes one at once
-  // (with any work queued before), `done` included, before returning; else the commit thread
-  // does. Saves two thread switches for a thread that has nothing better to do meanwhile.
+  // Like Submit, but when no group is being written the caller's thread writes one at once,
+  // `done` included, before returning: this work with what was queued before it (the part of
+  // the queue beyond one group's limits is left to the commit thread). Else the commit thread
+  // writes it. Saves two thread switches for a thread that has nothing better to do meanwhile.
   // Never call it, nor Commit, from inside a Work or Done function.
   virtual void SubmitOrWriteNow(Work work, Done done, Durability durability = Durability::kSync) = 0;
   // SubmitOrWriteNow and wait for the outcome.
